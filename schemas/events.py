@@ -1,0 +1,62 @@
+"""Events: emitted after a step's artifact is stored; the routing table maps each to the next task."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from schemas.base import Model
+from schemas.run import RunSpec
+
+
+class Step(StrEnum):
+    download = "download"
+    transcribe = "transcribe"
+    translate = "translate"
+    tag = "tag"
+    publish = "publish"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _EventBase(Model):
+    run: RunSpec
+    artifacts: dict[str, str] = Field(
+        default_factory=dict, description="every artifact key of the run so far, by name"
+    )
+    at: datetime = Field(default_factory=_now)
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def video_id(self) -> str:
+        return self.run.video_id
+
+
+class RunRequested(_EventBase):
+    kind: Literal["run.requested"] = "run.requested"
+
+
+class StepSucceeded(_EventBase):
+    kind: Literal["step.succeeded"] = "step.succeeded"
+    step: Step
+    attempt: int = Field(ge=1)
+    reused: bool = Field(default=False, description="the artifact was already stored for these inputs")
+
+
+class StepFailed(_EventBase):
+    kind: Literal["step.failed"] = "step.failed"
+    step: Step
+    attempt: int = Field(ge=1)
+    error_type: str
+    message: str
+
+
+Event = Annotated[RunRequested | StepSucceeded | StepFailed, Field(discriminator="kind")]

@@ -1,0 +1,1 @@
+"""Pressroom's workers: the five steps, their Celery tasks, storage and providers."""

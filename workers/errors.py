@@ -1,0 +1,26 @@
+"""Error types: transient ones are retried per the step's policy, permanent ones fail the run at once.
+
+Every message says what went wrong and how to fix it, in one line.
+"""
+
+from __future__ import annotations
+
+
+class PressroomError(Exception):
+    """Base of Pressroom's own errors."""
+
+
+class TransientError(PressroomError):
+    """Worth retrying: rate limits, 5xx, timeouts, a busy store."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(PressroomError):
+    """Retrying will not help: bad input, a refused request, a missing file, a wrong key."""
+
+
+class ConfigError(PressroomError):
+    """A setting is missing or malformed; raised at start, before any work."""

@@ -1,0 +1,52 @@
+"""Every queue name, Redis key and object-store key Pressroom uses, in one place."""
+
+from __future__ import annotations
+
+from schemas.events import Step
+
+PREFIX = "pressroom"
+
+# --- queues: one per step, so each step scales on its own -----------------------------------------
+QUEUES: dict[Step, str] = {step: f"{PREFIX}.{step.value}" for step in Step}
+
+
+def task_name(step: Step) -> str:
+    return f"{PREFIX}.{step.value}"
+
+
+# --- Redis keys ------------------------------------------------------------------------------------
+def run_key(run_id: str) -> str:
+    """Hash: the run's spec, status and per-step fields."""
+    return f"{PREFIX}:run:{run_id}"
+
+
+def run_events_key(run_id: str) -> str:
+    """List: the run's events, in the order they were emitted."""
+    return f"{PREFIX}:run:{run_id}:events"
+
+
+def runs_index_key() -> str:
+    """Sorted set: run ids by creation time."""
+    return f"{PREFIX}:runs"
+
+
+def emit_key(run_id: str, step: Step, input_hash: str) -> str:
+    """String: set while a step's downstream event is being sent, kept once it was sent."""
+    return f"{PREFIX}:emit:{run_id}:{step.value}:{input_hash}"
+
+
+# --- object-store keys ----------------------------------------------------------------------------
+def step_prefix(video_id: str, step: Step, input_hash: str) -> str:
+    return f"videos/{video_id}/{step.value}/{input_hash}/"
+
+
+def upload_key(digest: str, filename: str) -> str:
+    return f"uploads/{digest}/{filename}"
+
+
+def post_key(name: str) -> str:
+    return f"posts/{name}"
+
+
+def run_manifest_key(run_id: str) -> str:
+    return f"runs/{run_id}/manifest.json"

@@ -1,0 +1,127 @@
+"""The one settings object. Nothing else in Pressroom reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.post import FrontMatterDefaults
+from workers.errors import ConfigError
+
+OPENAI_URL = "https://api.openai.com/v1"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PRESSROOM_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
+    )
+
+    # distributed mode: unset means embedded (in-process broker, local store)
+    broker_url: str | None = Field(default=None, description="redis://host:6379/0; unset = embedded")
+    redis_url: str | None = Field(default=None, description="run state; defaults to the broker URL")
+    storage_url: str | None = Field(default=None, description="s3://bucket/prefix or a directory")
+    s3_endpoint_url: str | None = Field(default=None, description="MinIO or other S3-compatible endpoint")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    data_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "share" / "pressroom")
+    out_dir: Path | None = Field(default=None, description="posts are also written here")
+
+    # providers: each falls back to OPENAI_BASE_URL / OPENAI_API_KEY
+    openai_base_url: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
+    openai_api_key: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))
+    transcription_base_url: str | None = None
+    transcription_api_key: str | None = None
+    transcription_model: str = "whisper-1"
+    transcription_timeout: float = Field(default=600.0, gt=0)
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_model: str = "gpt-4.1-mini"
+    llm_timeout: float = Field(default=180.0, gt=0)
+
+    front_matter: FrontMatterDefaults = Field(default_factory=FrontMatterDefaults)
+
+    # Celery
+    visibility_timeout: int = Field(default=7200, gt=0, description="seconds; above every step's time limit")
+    worker_concurrency: int = Field(default=2, ge=1)
+    embedded_concurrency: int = Field(default=4, ge=1)
+
+    @field_validator("broker_url", "redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v and urlparse(v).scheme not in {"redis", "rediss", "memory"}:
+            raise ValueError(f"{v!r} is not a Redis URL: use redis://host:6379/0 (or leave unset for embedded)")
+        return v or None
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if v.startswith("s3:"):
+            parsed = urlparse(v)
+            if parsed.scheme != "s3" or not v.startswith("s3://") or len(parsed.netloc) < 3:
+                raise ValueError(f"{v!r} is not valid: use s3://bucket/prefix (bucket of 3+ characters)")
+        return v
+
+    @field_validator("s3_endpoint_url", "transcription_base_url", "llm_base_url", "openai_base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v and urlparse(v).scheme not in {"http", "https"}:
+            raise ValueError(f"{v!r} is not an http(s) URL, e.g. http://127.0.0.1:8000/v1")
+        return v or None
+
+    # --- derived -----------------------------------------------------------------------------------
+    @property
+    def embedded(self) -> bool:
+        return self.broker_url is None or self.broker_url.startswith("memory")
+
+    @property
+    def state_url(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        return None if self.embedded else self.broker_url
+
+    @property
+    def store_url(self) -> str:
+        return self.storage_url or str(self.data_dir / "store")
+
+    def transcription_endpoint(self) -> tuple[str, str]:
+        return self._endpoint(self.transcription_base_url, self.transcription_api_key, "TRANSCRIPTION")
+
+    def llm_endpoint(self) -> tuple[str, str]:
+        return self._endpoint(self.llm_base_url, self.llm_api_key, "LLM")
+
+    def _endpoint(self, base_url: str | None, api_key: str | None, name: str) -> tuple[str, str]:
+        url = base_url or self.openai_base_url or OPENAI_URL
+        key = api_key or self.openai_api_key
+        if not key:
+            if urlparse(url).hostname == "api.openai.com":
+                raise ConfigError(
+                    f"no API key for {url}: set PRESSROOM_{name}_API_KEY or OPENAI_API_KEY, "
+                    f"or point PRESSROOM_{name}_BASE_URL at an OpenAI-compatible server"
+                )
+            key = "unused"  # local OpenAI-compatible servers accept any key
+        return url, key
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning validation errors into one line that names the variable and the fix."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = "__".join(str(p) for p in err["loc"]).upper()
+            name = loc if loc.startswith("OPENAI_") else f"PRESSROOM_{loc}"
+            problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("bad setting — " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
