@@ -15,7 +15,7 @@ from schemas.run import RunSpec
 class Step(StrEnum):
     download = "download"
     transcribe = "transcribe"
-    translate = "translate"
+    translate = "translate"  # type: ignore[assignment]  # shadows str.translate; the name is the step
     tag = "tag"
     publish = "publish"
 

@@ -3,16 +3,151 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workers.runtime import Runtime
 
 
 def _render_post(args: argparse.Namespace) -> int:
+    """Render a Post JSON file; a bad file gets one line on stderr and exit 2, not a traceback."""
+    from pydantic import ValidationError
+
     from schemas.post import Post
     from workers.steps.publish import render_post
 
-    post = Post.model_validate_json(Path(args.file).read_bytes())
+    def fail(problem: str, fix: str) -> int:
+        print(f"pressroom render-post: {args.file}: {' '.join(problem.split())} — {fix}", file=sys.stderr)
+        return 2
+
+    try:
+        raw = Path(args.file).read_bytes()
+    except FileNotFoundError:
+        return fail("no such file", "pass the path of an existing Post JSON file")
+    except OSError as exc:
+        return fail(f"cannot read: {exc.strerror or exc}", "pass a readable Post JSON file")
+    try:
+        post = Post.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = errors[0]
+        if first["type"] == "json_invalid":
+            detail = first["msg"].removeprefix("Invalid JSON: ")
+            return fail(f"not valid JSON ({detail})", "fix the JSON syntax (it must be UTF-8)")
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return fail(
+            f"{where}: {first['msg']}{more}",
+            "make it match schemas/post.py: {front_matter: its 19 keys, sections: [{heading, paragraphs: "
+            "[{source, translation}]}]}",
+        )
     sys.stdout.buffer.write(render_post(post).encode())
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"pressroom: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+def _app() -> tuple[Any, Runtime]:
+    from workers.app import create_app
+    from workers.settings import load_settings
+
+    app = create_app(load_settings())
+    return app, app.pressroom
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The main job: one source in, one post out, on the embedded default unless a broker is set."""
+    from workers.embedded import embedded_worker
+    from workers.follow import follow_run
+    from workers.storage.local import write_atomic
+    from workers.submit import resolve_source, submit
+
+    app, rt = _app()
+    source, video_id = resolve_source(args.source, rt)
+    mode = "embedded" if rt.settings.embedded else f"broker {rt.settings.broker_url}"
+    with embedded_worker(app, rt.settings.embedded_concurrency) if rt.settings.embedded else nullcontext():
+        spec = submit(app, rt, source, video_id)
+        print(f"run {spec.run_id}: {args.source} ({mode}, store {rt.settings.store_url})", file=sys.stderr)
+        run = follow_run(rt.state, spec.run_id)
+    if run.get("status") != "succeeded":
+        print(f"pressroom: run {spec.run_id} failed — {run.get('error', 'unknown error')}", file=sys.stderr)
+        return 1
+    post_key = rt.state.events(spec.run_id)[-1].artifacts["post"]
+    out_dir = Path(args.out or rt.settings.out_dir or "out")
+    path = out_dir / Path(post_key).name
+    write_atomic(path, rt.store.get_bytes(post_key))
+    print(path)
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from workers.submit import resolve_source, submit
+
+    app, rt = _app()
+    if rt.settings.embedded:
+        return _fail("submit needs PRESSROOM_BROKER_URL (redis://…) and workers; use `pressroom run` alone")
+    for arg in args.sources:
+        source, video_id = resolve_source(arg, rt)
+        print(submit(app, rt, source, video_id).run_id)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from schemas.events import Step
+    from workers.follow import describe_step
+
+    _, rt = _app()
+    run = rt.state.run(args.run)
+    if not run:
+        return _fail(f"no run {args.run!r} in {rt.settings.state_url or 'this process'}: check the run id")
+    if args.json:
+        events = [e.model_dump(mode="json") for e in rt.state.events(args.run)]
+        print(json.dumps({"run": run, "events": events}, indent=1, ensure_ascii=False))
+        return 0
+    print(f"run {args.run}: {run.get('status')}  video {run.get('video_id')}")
+    for step in Step:
+        print(f"  {describe_step(run, step)}")
+    for event in rt.state.events(args.run):
+        print(f"  {event.at:%H:%M:%S} {event.kind} {getattr(event, 'step', '')}")
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from schemas.events import Step
+    from workers import keys
+
+    app, rt = _app()
+    if rt.settings.embedded:
+        return _fail("a worker needs PRESSROOM_BROKER_URL=redis://…; `pressroom run` works without one")
+    names = [q.strip() for q in args.queues.split(",") if q.strip()]
+    unknown = [q for q in names if q not in Step.__members__]
+    if unknown:
+        return _fail(f"unknown queue {unknown[0]!r}: choose from {', '.join(Step.__members__)}")
+    queues = ",".join(keys.QUEUES[Step(q)] for q in names)
+    argv = ["worker", "-Q", queues, "-n", f"{'+'.join(names)}@%h", "--loglevel", args.loglevel,
+            "-c", str(args.concurrency or rt.settings.worker_concurrency), "-P", args.pool]
+    app.worker_main(argv)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from workers.providers.simulator import SimulatorConfig, serve
+
+    config = SimulatorConfig(
+        transcript_path=args.transcript, latency=args.latency, fault_429=args.fault_429,
+        fault_500=args.fault_500, fault_slow=args.fault_slow, slow_seconds=args.slow_seconds,
+        llm_tokens_per_second=args.tokens_per_second,
+        transcribe_seconds_per_audio_minute=args.transcribe_seconds_per_minute, seed=args.seed,
+    )
+    print(f"simulator on http://127.0.0.1:{args.port}/v1 (answers are labelled 【模拟】)", file=sys.stderr)
+    serve(args.port, config)
     return 0
 
 
@@ -22,12 +157,54 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render-post", help="render a post given as JSON to markdown on stdout")
     p.add_argument("file")
     p.set_defaults(func=_render_post)
+
+    p = sub.add_parser("run", help="turn one YouTube URL or media file into a post (embedded by default)")
+    p.add_argument("source", help="YouTube URL or local audio/video file")
+    p.add_argument("--out", help="directory the post is written to (default: PRESSROOM_OUT_DIR or ./out)")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("submit", help="submit sources to the distributed pipeline; prints run ids")
+    p.add_argument("sources", nargs="+")
+    p.set_defaults(func=_submit)
+
+    p = sub.add_parser("status", help="show a run's steps and events")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("worker", help="work the given step queues")
+    p.add_argument("--queues", default="download,transcribe,translate,tag,publish")
+    p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(func=_worker)
+
+    p = sub.add_parser("simulate", help="serve an OpenAI-compatible simulator on 127.0.0.1")
+    p.add_argument("--port", type=int, default=8099)
+    p.add_argument("--transcript", type=Path, default=None, help="text file the transcripts are made of")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    p.add_argument("--tokens-per-second", type=float, default=0.0, help="LLM output speed; 0 = instant")
+    p.add_argument("--transcribe-seconds-per-minute", type=float, default=0.0,
+                   help="transcription time per audio minute")
+    p.add_argument("--fault-429", type=float, default=0.0, help="share of answers that are 429")
+    p.add_argument("--fault-500", type=float, default=0.0, help="share of answers that are 500")
+    p.add_argument("--fault-slow", type=float, default=0.0, help="share of answers delayed by --slow-seconds")
+    p.add_argument("--slow-seconds", type=float, default=5.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_simulate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from workers.errors import PressroomError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except PressroomError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,53 @@
+"""The Celery app: one queue per step, JSON only, late acks with redelivery when a worker dies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from schemas.events import Step
+from workers import keys
+from workers.runtime import Runtime
+from workers.settings import Settings, get_settings
+
+
+def create_app(settings: Settings) -> Any:
+    """Build an app bound to these settings; embedded settings give kombu's in-memory broker."""
+    embedded = settings.embedded
+    app = Celery("pressroom", broker=settings.broker_url or "memory://", set_as_current=False)
+    transport: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
+    if embedded:
+        transport["polling_interval"] = 0.02  # the memory transport polls; the default wastes ~1 s a hop
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[Queue(q) for q in keys.QUEUES.values()],
+        task_default_queue=keys.QUEUES[Step.download],
+        task_routes={keys.task_name(s): {"queue": keys.QUEUES[s]} for s in Step},
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=False,
+        enable_utc=True,
+    )
+    app.pressroom = Runtime(settings)  # type: ignore[attr-defined]
+    from workers.tasks import register_tasks
+
+    register_tasks(app)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """`celery -A workers.app` finds `app`, built lazily so importing this module reads no settings."""
+    if name in {"app", "celery"}:
+        return create_app(get_settings())
+    raise AttributeError(name)

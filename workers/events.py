@@ -1,0 +1,35 @@
+"""Event emission and the routing table: the only place that knows the order of the steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from schemas.events import Event, RunRequested, Step, StepFailed, StepSucceeded
+from workers import keys
+from workers.state import RunState
+
+EVENT: TypeAdapter[RunRequested | StepSucceeded | StepFailed] = TypeAdapter(Event)
+
+# (event kind, step that emitted it) → the step it triggers
+ROUTES: dict[tuple[str, Step | None], Step] = {
+    ("run.requested", None): Step.download,
+    ("step.succeeded", Step.download): Step.transcribe,
+    ("step.succeeded", Step.transcribe): Step.translate,
+    ("step.succeeded", Step.translate): Step.tag,
+    ("step.succeeded", Step.tag): Step.publish,
+}
+
+
+def next_step(event: RunRequested | StepSucceeded | StepFailed) -> Step | None:
+    return ROUTES.get((event.kind, getattr(event, "step", None)))
+
+
+def emit(app: Any, state: RunState, event: RunRequested | StepSucceeded | StepFailed) -> Step | None:
+    """Record the event in the run's log and send the task it triggers, if any."""
+    state.append_event(event)
+    step = next_step(event)
+    if step is not None:
+        app.send_task(keys.task_name(step), args=[event.model_dump(mode="json")], queue=keys.QUEUES[step])
+    return step

@@ -1,0 +1,283 @@
+"""The simulator's answers: deterministic fake transcripts and schema-valid fake JSON, no I/O but file reads.
+
+Every generated Chinese string starts with 【模拟】 so simulated output can never pass for a real translation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+MARK = "【模拟】"
+WORDS_PER_SECOND = 150 / 60  # a typical speaking rate
+SAMPLE_TRANSCRIPT = Path(__file__).with_name("sample_transcript.txt")
+GROUP = 6  # paragraphs per simulated section
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_STOPWORD_TEXT = (
+    "about after again also although always another because been before being between both could does "
+    "doing down during each even every from have having here into just like made make many more most much "
+    "must never only other over really right same should since some something still such than that their "
+    "them then there these they thing things think this those through time very want well were what when "
+    "where which while will with would your yours you're it's i'm that's don't we're going know people "
+    "title description paragraphs text summary"
+)
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+_ORGS = ("OpenAI", "Quora", "Google", "Microsoft", "Anthropic", "Meta", "Nvidia", "DeepMind", "Stanford")
+_PRODUCTS = ("ChatGPT", "GPT-4", "GPT-4o", "Claude", "Gemini", "Llama", "Whisper", "Copilot", "Poe")
+_MEDIA = ("YouTube", "Twitter", "Substack", "The Mythical Man-Month", "Wikipedia", "Reddit")
+_NAME = re.compile(r"(?<=[a-z,] )([A-Z][a-z]+(?: [A-Z][a-z']+)+)")
+_NOT_NAMES = {"The", "A", "An", "This", "That", "Mythical", "Man"}
+
+
+# --- transcription ----------------------------------------------------------------------------------------
+def load_sentences(path: Path | None) -> list[str]:
+    """Sentences of the configured transcript (or the built-in sample), one per list item."""
+    text = (path or SAMPLE_TRANSCRIPT).read_text(encoding="utf-8")
+    sentences = [s.strip() for line in text.splitlines() for s in _SENTENCE_END.split(line)]
+    sentences = [s for s in sentences if s]
+    if not sentences:
+        raise ValueError(f"transcript {path} has no text")
+    return sentences
+
+
+def layout_segments(sentences: list[str], duration: float) -> list[dict[str, Any]]:
+    """Whisper-style segments: sentences back to back at ~150 wpm from 0, cycling, never past `duration`."""
+    segments: list[dict[str, Any]] = []
+    t = 0.0
+    i = 0
+    while True:
+        sentence = sentences[i % len(sentences)]
+        length = max(1, len(sentence.split())) / WORDS_PER_SECOND
+        end = round(t + length, 2)
+        if end > duration:
+            if segments and duration - t < 1.0:
+                break
+            end = duration  # the last sentence is cut short by the end of the audio
+        segments.append(_segment(len(segments), t, end, sentence))
+        if end >= duration:
+            break
+        t, i = end, i + 1
+    return segments
+
+
+def _segment(index: int, start: float, end: float, sentence: str) -> dict[str, Any]:
+    return {
+        "id": index,
+        "seek": int(start // 30) * 3000,
+        "start": start,
+        "end": end,
+        "text": " " + sentence,
+        "tokens": [50364 + zlib.crc32(w.encode()) % 50000 for w in sentence.split()],
+        "temperature": 0.0,
+        "avg_logprob": -0.2 - (zlib.crc32(sentence.encode()) % 20) / 100,
+        "compression_ratio": 1.4,
+        "no_speech_prob": 0.01,
+    }
+
+
+def transcription_answer(sentences: list[str], duration: float, response_format: str) -> dict[str, Any] | str:
+    """The body of a /v1/audio/transcriptions answer in the requested format (json, text, verbose_json)."""
+    segments = layout_segments(sentences, duration)
+    text = "".join(s["text"] for s in segments).strip()
+    if response_format == "text":
+        return text + "\n"
+    if response_format == "verbose_json":
+        return {
+            "task": "transcribe",
+            "language": "english",
+            "duration": duration,
+            "text": text,
+            "segments": segments,
+            "usage": {"type": "duration", "seconds": max(1, round(duration))},
+        }
+    return {"text": text, "usage": {"type": "duration", "seconds": max(1, round(duration))}}
+
+
+# --- chat -------------------------------------------------------------------------------------------------
+def chat_answer(messages: list[dict[str, Any]], response_format: dict[str, Any] | None) -> str:
+    """The assistant's content: JSON for structured requests, a short marked sentence otherwise."""
+    user = last_user_text(messages)
+    kind = (response_format or {}).get("type", "text")
+    if kind == "json_schema":
+        spec = response_format.get("json_schema", {}) if response_format else {}
+        schema = spec.get("schema") or {"type": "object", "properties": {}}
+        name = spec.get("name", "")
+        if name == "TranslationBatch":
+            value = fake_translation_batch(schema, user)
+        elif name == "TagSuggestion":
+            value = fake_tag_suggestion(schema, user)
+        else:
+            value = fake_value(schema, schema)
+        return json.dumps(value, ensure_ascii=False)
+    if kind == "json_object":
+        return json.dumps({"answer": f"{MARK}收到{len(user)}个字符。"}, ensure_ascii=False)
+    return f"{MARK}收到，共{len(user)}个字符。"
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """A message's text, whether content is a string or a list of parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    return message_text(users[-1]) if users else ""
+
+
+def fake_translation_batch(schema: dict[str, Any], user: str) -> dict[str, Any]:
+    """One marked "translation" per paragraph, in order, and a section start every 6 paragraphs."""
+    props = _properties(schema, schema)
+    request = _load_json(user)
+    paragraphs = request.get("paragraphs") if isinstance(request, dict) else None
+    if "translations" not in props or not isinstance(paragraphs, list):
+        return fake_object(schema, schema, {})
+    items = [p for p in paragraphs if isinstance(p, dict) and "id" in p]
+    translation_schema = _items(props["translations"], schema)
+    translations = [
+        fake_object(translation_schema, schema, {"id": str(p["id"]), "zh": _fake_zh(p, k)})
+        for k, p in enumerate(items, start=1)
+    ]
+    overrides: dict[str, Any] = {"translations": translations}
+    if "sections" in props:
+        section_schema = _items(props["sections"], schema)
+        overrides["sections"] = [
+            fake_object(section_schema, schema, {"paragraph_id": str(p["id"]), "heading": f"{MARK}第{n}节"})
+            for n, p in enumerate(items[::GROUP], start=1)
+        ]
+    return fake_object(schema, schema, overrides)
+
+
+def fake_tag_suggestion(schema: dict[str, Any], user: str) -> dict[str, Any]:
+    """Marked title/summary, slugs of the most frequent words, and entities that appear in the text."""
+    text = " ".join(_strings(_load_json(user))) or user
+    words = [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'-]+", text)]
+    common = Counter(w for w in words if len(w) >= 4 and w not in _STOPWORDS).most_common()
+    tags = [re.sub(r"[^a-z0-9]+", "-", w).strip("-") for w, _ in common[:5]]
+    people = [n for n in dict.fromkeys(_NAME.findall(text)) if n.split()[0] not in _NOT_NAMES][:5]
+    return fake_object(schema, schema, {
+        "title": f"{MARK}{(tags or ['访谈'])[0]}访谈",
+        "summary": f"{MARK}这是一段模拟摘要，原文约{len(words)}个词。",
+        "tags": [t for t in dict.fromkeys(tags) if t] or ["simulated"],
+        "people": people,
+        "companies_orgs": [o for o in _ORGS if re.search(rf"\b{re.escape(o)}\b", text)],
+        "products_models": [p for p in _PRODUCTS if re.search(rf"\b{re.escape(p)}(?![\w-])", text)],
+        "media_books": [m for m in _MEDIA if m in text],
+        "guest": people[0] if people else "",
+    })  # fmt: skip
+
+
+# --- generic JSON-schema values ---------------------------------------------------------------------------
+def fake_value(schema: dict[str, Any], root: dict[str, Any], depth: int = 0) -> Any:
+    """A small value that validates against `schema` ($ref/$defs, anyOf/oneOf/allOf, enum, const)."""
+    schema = _resolve(schema, root)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            options = [_resolve(o, root) for o in schema[key]]
+            non_null = [o for o in options if o.get("type") != "null"]
+            return fake_value(non_null[0], root, depth + 1) if non_null else None
+    if "allOf" in schema:
+        merged: dict[str, Any] = {}
+        for part in schema["allOf"]:
+            merged.update(_resolve(part, root))
+        return fake_value(merged, root, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None:
+        kind = "object" if "properties" in schema else "string"
+    if kind == "object":
+        return fake_object(schema, root, {}, depth)
+    if kind == "array":
+        count = 0 if depth > 8 or schema.get("maxItems") == 0 else max(1, schema.get("minItems", 1))
+        return [fake_value(schema.get("items", {}), root, depth + 1) for _ in range(count)]
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1)
+        return max(0, low) if "maximum" not in schema else min(max(0, low), schema["maximum"])
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    return _fake_string(schema)
+
+
+def fake_object(
+    schema: dict[str, Any], root: dict[str, Any], overrides: dict[str, Any], depth: int = 0
+) -> dict[str, Any]:
+    """Every declared property (strict mode requires them all), generated unless given in `overrides`."""
+    props = _properties(schema, root)
+    return {k: overrides[k] if k in overrides else fake_value(v, root, depth + 1) for k, v in props.items()}
+
+
+def _fake_string(schema: dict[str, Any]) -> str:
+    fmt = schema.get("format")
+    if fmt == "date":
+        return "2026-01-01"
+    if fmt == "date-time":
+        return "2026-01-01T00:00:00Z"
+    if fmt in ("uri", "url"):
+        return "https://example.com/simulated"
+    if fmt == "email":
+        return "simulated@example.com"
+    text: str = MARK + "模" * max(0, int(schema.get("minLength", 0)) - len(MARK))
+    limit = schema.get("maxLength")
+    return text[: int(limit)] if isinstance(limit, int) else text
+
+
+def _resolve(schema: Any, root: dict[str, Any]) -> dict[str, Any]:
+    """Follow local `#/...` references (pydantic puts nested models under $defs)."""
+    seen = 0
+    while isinstance(schema, dict) and "$ref" in schema and seen < 32:
+        target: Any = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        extra = {k: v for k, v in schema.items() if k != "$ref"}
+        schema = {**target, **extra}
+        seen += 1
+    return schema if isinstance(schema, dict) else {}
+
+
+def _properties(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    props = _resolve(schema, root).get("properties", {})
+    return props if isinstance(props, dict) else {}
+
+
+def _items(array_schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    return _resolve(_resolve(array_schema, root).get("items", {}), root)
+
+
+def _fake_zh(paragraph: dict[str, Any], position: int) -> str:
+    """Unmistakably fake: the mark, the paragraph number (from its id) and the source's word count."""
+    digits = re.findall(r"\d+", str(paragraph["id"]))
+    number = int(digits[-1]) if digits else position
+    return f"{MARK}第{number}段译文，原文{len(str(paragraph.get('text', '')).split())}个词。"
+
+
+def _load_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []

@@ -1,0 +1,180 @@
+"""Run state: every run's steps, attempts, errors and event log, recorded from the task lifecycle.
+
+Redis in the distributed mode; in embedded mode a small in-process stand-in with the same calls,
+so nothing above this module knows which mode it is in.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from typing import Any, Literal, Protocol
+
+from pydantic import TypeAdapter
+
+from schemas.events import Event, RunRequested, Step, StepFailed, StepSucceeded
+from schemas.run import RunSpec
+from workers import keys
+
+_EVENT = TypeAdapter(Event)
+RunStatus = Literal["queued", "running", "retrying", "succeeded", "failed"]
+
+
+class KV(Protocol):
+    """The few Redis commands run state needs; redis.Redis satisfies it."""
+
+    def hset(self, name: str, key: str | None = None, value: Any = None, mapping: Any = None) -> Any: ...
+    def hgetall(self, name: str) -> Any: ...
+    def hincrby(self, name: str, key: str, amount: int = 1) -> Any: ...
+    def rpush(self, name: str, *values: Any) -> Any: ...
+    def lrange(self, name: str, start: int, end: int) -> Any: ...
+    def set(self, name: str, value: Any, ex: Any = None, nx: bool = False) -> Any: ...
+    def get(self, name: str) -> Any: ...
+    def zadd(self, name: str, mapping: Any) -> Any: ...
+
+
+class MemoryKV:
+    """In-process KV for embedded mode (one process; nothing to share)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hashes: dict[str, dict[str, str]] = defaultdict(dict)
+        self._lists: dict[str, list[str]] = defaultdict(list)
+        self._strings: dict[str, tuple[str, float | None]] = {}
+        self._zsets: dict[str, dict[str, float]] = defaultdict(dict)
+
+    def hset(self, name: str, key: str | None = None, value: Any = None, mapping: Any = None) -> int:
+        with self._lock:
+            if key is not None:
+                self._hashes[name][key] = str(value)
+            for k, v in (mapping or {}).items():
+                self._hashes[name][k] = str(v)
+        return 1
+
+    def hgetall(self, name: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._hashes.get(name, {}))
+
+    def hincrby(self, name: str, key: str, amount: int = 1) -> int:
+        with self._lock:
+            value = int(self._hashes[name].get(key, 0)) + amount
+            self._hashes[name][key] = str(value)
+            return value
+
+    def rpush(self, name: str, *values: Any) -> int:
+        with self._lock:
+            self._lists[name].extend(str(v) for v in values)
+            return len(self._lists[name])
+
+    def lrange(self, name: str, start: int, end: int) -> list[str]:
+        with self._lock:
+            items = self._lists.get(name, [])
+            return items[start:] if end == -1 else items[start : end + 1]
+
+    def set(self, name: str, value: Any, ex: Any = None, nx: bool = False) -> bool | None:
+        with self._lock:
+            current = self._strings.get(name)
+            if current and current[1] is not None and current[1] < time.monotonic():
+                current = None
+            if nx and current is not None:
+                return None
+            self._strings[name] = (str(value), time.monotonic() + ex if ex else None)
+            return True
+
+    def get(self, name: str) -> str | None:
+        with self._lock:
+            current = self._strings.get(name)
+            if current is None or (current[1] is not None and current[1] < time.monotonic()):
+                return None
+            return current[0]
+
+    def zadd(self, name: str, mapping: Any) -> int:
+        with self._lock:
+            self._zsets[name].update(mapping)
+            return len(mapping)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RunState:
+    """Reads and writes run state through a KV (Redis, or MemoryKV when embedded)."""
+
+    def __init__(self, kv: KV) -> None:
+        self.kv = kv
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def create(self, spec: RunSpec) -> None:
+        now = time.time()
+        self.kv.hset(keys.run_key(spec.run_id), mapping={
+            "spec": spec.model_dump_json(), "status": "queued", "video_id": spec.video_id,
+            "created": now, "updated": now,
+        })
+        self.kv.zadd(keys.runs_index_key(), {spec.run_id: now})
+
+    def step_started(self, run_id: str, step: Step, attempt: int, worker: str) -> int:
+        """Record a start; return how many times this step's message has been delivered."""
+        name = keys.run_key(run_id)
+        deliveries = int(self.kv.hincrby(name, f"{step}.deliveries", 1))
+        self.kv.hset(name, mapping={
+            "status": "running", "step": step.value, f"{step}.status": "running",
+            f"{step}.attempts": attempt, f"{step}.started": time.time(), f"{step}.worker": worker,
+            "updated": time.time(),
+        })
+        return deliveries
+
+    def step_retrying(self, run_id: str, step: Step, attempt: int, error: BaseException, delay: float) -> None:
+        self.kv.hset(keys.run_key(run_id), mapping={
+            "status": "retrying", f"{step}.status": "retrying", f"{step}.attempts": attempt,
+            f"{step}.error": _describe(error), f"{step}.next_retry": time.time() + delay,
+            "updated": time.time(),
+        })
+
+    def step_succeeded(self, run_id: str, step: Step, usage: dict[str, float], reused: bool) -> None:
+        started = float(self.run(run_id).get(f"{step}.started") or 0)
+        fields: dict[str, Any] = {
+            f"{step}.status": "succeeded", f"{step}.ended": time.time(), f"{step}.reused": int(reused),
+            f"{step}.usage": json.dumps(usage), "updated": time.time(),
+        }
+        if started:
+            fields[f"{step}.duration"] = round(time.time() - started, 3)
+        if step is Step.publish:
+            fields["status"] = "succeeded"
+        self.kv.hset(keys.run_key(run_id), mapping=fields)
+
+    def step_failed(self, event: StepFailed, traceback: str = "") -> None:
+        self.kv.hset(keys.run_key(event.run_id), mapping={
+            "status": "failed", f"{event.step}.status": "failed", f"{event.step}.ended": time.time(),
+            f"{event.step}.error": f"{event.error_type}: {event.message}",
+            f"{event.step}.traceback": traceback, "error": f"{event.step} failed: {event.message}",
+            "updated": time.time(),
+        })
+
+    # --- events ------------------------------------------------------------------------------------
+    def append_event(self, event: RunRequested | StepSucceeded | StepFailed) -> None:
+        self.kv.rpush(keys.run_events_key(event.run_id), event.model_dump_json())
+
+    def events(self, run_id: str) -> list[RunRequested | StepSucceeded | StepFailed]:
+        return [_EVENT.validate_json(_text(raw)) for raw in self.kv.lrange(keys.run_events_key(run_id), 0, -1)]
+
+    def run(self, run_id: str) -> dict[str, str]:
+        return {_text(k): _text(v) for k, v in self.kv.hgetall(keys.run_key(run_id)).items()}
+
+    # --- once-only emission ------------------------------------------------------------------------
+    def emit_status(self, key: str) -> str | None:
+        value = self.kv.get(key)
+        return _text(value) if value is not None else None
+
+    def claim_emit(self, key: str, lease: int) -> bool:
+        """Take the right to send a downstream event; the lease lapses if the sender dies."""
+        return bool(self.kv.set(key, "sending", ex=lease, nx=True))
+
+    def mark_emitted(self, key: str) -> None:
+        self.kv.set(key, "sent")
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

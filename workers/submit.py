@@ -1,0 +1,61 @@
+"""Turning what a user typed (a YouTube URL or a media file) into a run, and submitting it."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from schemas.artifacts import VideoSource
+from schemas.events import RunRequested
+from schemas.post import FrontMatterDefaults
+from schemas.run import RunSpec
+from workers import keys
+from workers.errors import PermanentError
+from workers.events import emit
+from workers.runtime import Runtime
+from workers.steps.download import youtube_video_id
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique without coordination."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_source(arg: str, rt: Runtime) -> tuple[VideoSource, str]:
+    """A YouTube URL as is; a local file is uploaded once (by content hash) so any worker can read it."""
+    video_id = youtube_video_id(arg)
+    if video_id:
+        return VideoSource(kind="youtube", uri=f"https://www.youtube.com/watch?v={video_id}"), video_id
+    path = Path(arg).expanduser()
+    if path.is_file():
+        digest = _sha256(path)
+        key = keys.upload_key(digest[:32], path.name)
+        if not rt.store.exists(key):
+            rt.store.put_file(key, path)
+        return VideoSource(kind="file", uri=key, filename=path.name), f"file-{digest[:12]}"
+    if urlparse(arg).scheme in {"http", "https"}:
+        raise PermanentError(f"{arg}: not a YouTube video URL; give a youtube.com/watch?v=… or youtu.be/… link")
+    if path.exists():
+        raise PermanentError(f"{arg}: is not a regular file; give an audio or video file")
+    raise PermanentError(f"{arg}: no such file, and not a YouTube URL; check the path or the link")
+
+
+def submit(app: Any, rt: Runtime, source: VideoSource, video_id: str, *,
+           defaults: FrontMatterDefaults | None = None, out_dir: str | None = None) -> RunSpec:
+    spec = RunSpec(run_id=new_run_id(), video_id=video_id, source=source,
+                   defaults=defaults or rt.settings.front_matter, out_dir=out_dir)
+    rt.state.create(spec)
+    emit(app, rt.state, RunRequested(run=spec))
+    return spec

@@ -1,0 +1,145 @@
+"""The thin Celery tasks: load a step's inputs from storage, call its function, store its outputs.
+
+Idempotency, reuse, run state, retries and emission are the runner's (workers/runner.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from schemas.artifacts import DownloadArtifact, Transcript, Translation
+from schemas.events import Step
+from schemas.post import FrontMatter
+from workers import keys
+from workers.retry import POLICIES
+from workers.runner import InEvent, Outcome, StepSpec, run_step
+from workers.runtime import Runtime
+from workers.settings import Settings
+from workers.steps import download as download_step
+from workers.steps import publish as publish_step
+from workers.steps import tag as tag_step
+from workers.steps import translate as translate_step
+from workers.storage import get_model, put_model
+from workers.storage.local import write_atomic
+
+AUDIO_FORMAT = "m4a-aac-mono-16k"  # changes here change the download step's key
+
+
+def _download(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
+    source = event.run.source
+    if source.kind == "youtube":
+        out = download_step.download_youtube(source.uri, workdir)
+    else:
+        name = source.filename or Path(source.uri).name
+        local = rt.store.get_file(source.uri, workdir / "input" / name)
+        out = download_step.prepare_local(local, workdir, video_id=event.video_id, title=Path(name).stem)
+    audio_key = prefix + "audio.m4a"
+    rt.store.put_file(audio_key, out.audio_path, content_type="audio/mp4")
+    captions = {}
+    for name, path in out.captions.items():
+        captions[name] = prefix + f"captions/{name}"
+        rt.store.put_file(captions[name], path, content_type="text/vtt")
+    artifact = DownloadArtifact(metadata=out.metadata, audio_key=audio_key, audio_format=out.audio_format,
+                                audio_bytes=out.audio_path.stat().st_size, captions=captions)
+    put_model(rt.store, prefix + "download.json", artifact, if_absent=True)
+    return Outcome({"audio": audio_key, "download": prefix + "download.json"},
+                   {"audio_seconds": out.metadata.duration})
+
+
+def _transcribe(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
+    dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
+    audio = rt.store.get_file(dl.audio_key, workdir / Path(dl.audio_key).name)
+    result = rt.transcriber.transcribe(audio, language=dl.metadata.language)
+    transcript = Transcript(video_id=event.video_id, language=result.language, model=rt.transcriber.model,
+                            duration=result.duration, segments=result.segments)
+    put_model(rt.store, prefix + "transcript.json", transcript, if_absent=True)
+    return Outcome({"transcript": prefix + "transcript.json"}, {"audio_seconds": result.audio_seconds})
+
+
+def _translate(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
+    dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
+    transcript = get_model(rt.store, event.artifacts["transcript"], Transcript)
+    out = translate_step.translate(transcript, dl.metadata, rt.llm)
+    put_model(rt.store, prefix + "translation.json", out.translation, if_absent=True)
+    return Outcome({"translation": prefix + "translation.json"},
+                   {"input_tokens": out.input_tokens, "output_tokens": out.output_tokens})
+
+
+def _tag(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
+    dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
+    translation = get_model(rt.store, event.artifacts["translation"], Translation)
+    source_url = dl.metadata.webpage_url or event.run.source.uri
+    out = tag_step.tag(dl.metadata, translation, rt.llm, event.run.defaults, source_url)
+    put_model(rt.store, prefix + "front_matter.json", out.front_matter, if_absent=True)
+    return Outcome({"front_matter": prefix + "front_matter.json"},
+                   {"input_tokens": out.input_tokens, "output_tokens": out.output_tokens})
+
+
+def _publish(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
+    dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
+    front = get_model(rt.store, event.artifacts["front_matter"], FrontMatter)
+    translation = get_model(rt.store, event.artifacts["translation"], Translation)
+    text = publish_step.render_post(publish_step.build_post(front, translation)).encode()
+    name = publish_step.post_filename(front, event.video_id, dl.metadata.title)
+    rt.store.put_bytes(prefix + "post.md", text, content_type="text/markdown")
+    rt.store.put_bytes(keys.post_key(name), text, content_type="text/markdown")
+    for out_dir in {d for d in (event.run.out_dir, rt.settings.out_dir) if d}:
+        write_atomic(Path(out_dir) / name, text)
+    return Outcome({"post": keys.post_key(name)})
+
+
+def _fp(*artifacts: str, settings: tuple[str, ...] = (), version: str = "") -> Any:
+    """Fingerprint = the input artifacts' keys (which carry their own hashes) + what changes the output."""
+
+    def fingerprint(event: InEvent, s: Settings) -> dict[str, Any]:
+        return {
+            "inputs": {a: event.artifacts.get(a) for a in artifacts},
+            "settings": {name: getattr(s, name) for name in settings},
+            "version": version,
+        }
+
+    return fingerprint
+
+
+def _download_fp(event: InEvent, settings: Settings) -> dict[str, Any]:
+    return {"source": event.run.source.uri, "audio": AUDIO_FORMAT}
+
+
+def _tag_fp(event: InEvent, settings: Settings) -> dict[str, Any]:
+    base: dict[str, Any] = _fp("translation", "download", settings=("llm_model",),
+                               version=tag_step.PROMPT_VERSION)(event, settings)
+    return {**base, "defaults": event.run.defaults.model_dump()}
+
+
+def _publish_fp(event: InEvent, settings: Settings) -> dict[str, Any]:
+    return {"inputs": event.artifacts, "out_dir": event.run.out_dir, "settings_out_dir": str(settings.out_dir)}
+
+
+SPECS: dict[Step, StepSpec] = {
+    Step.download: StepSpec(Step.download, {"audio": "audio.m4a", "download": "download.json"},
+                            _download_fp, _download),
+    Step.transcribe: StepSpec(Step.transcribe, {"transcript": "transcript.json"},
+                              _fp("audio", settings=("transcription_model",)), _transcribe),
+    Step.translate: StepSpec(Step.translate, {"translation": "translation.json"},
+                             _fp("transcript", "download", settings=("llm_model",),
+                                 version=translate_step.PROMPT_VERSION), _translate),
+    Step.tag: StepSpec(Step.tag, {"front_matter": "front_matter.json"}, _tag_fp, _tag),
+    Step.publish: StepSpec(Step.publish, {"post": "post.md"}, _publish_fp, _publish, reusable=False),
+}
+
+
+def register_tasks(app: Any) -> None:
+    """One task per step on its own queue, with the step's time limits; acks late."""
+    for step, spec in SPECS.items():
+        policy = POLICIES[step]
+
+        def task(self: Any, payload: dict[str, Any], _spec: StepSpec = spec) -> str:
+            return run_step(self, _spec, payload)
+
+        task.__name__ = task.__qualname__ = f"{step.value}_task"
+        app.task(
+            task, bind=True, name=keys.task_name(step), queue=keys.QUEUES[step],
+            time_limit=policy.time_limit, soft_time_limit=policy.soft_time_limit,
+            acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+        )
