@@ -71,3 +71,12 @@ def make_audio(path: Path, seconds: float, freq: int = 440) -> Path:
 @pytest.fixture()
 def wav(tmp_path: Path) -> Path:
     return make_audio(tmp_path / "talk.wav", 30)
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[str]:
+    """The project's OpenAI-compatible simulator over real HTTP, at zero latency."""
+    from workers.providers.simulator import SimulatorConfig, running_simulator
+
+    with running_simulator(SimulatorConfig()) as base_url:
+        yield base_url

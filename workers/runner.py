@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import traceback
@@ -74,7 +75,9 @@ def run_step(task: Any, spec: StepSpec, payload: dict[str, Any]) -> str:
         log.info("%s of run %s already done; duplicate delivery ignored", step, event.run_id)
         return "duplicate"
 
-    deliveries = rt.state.step_started(event.run_id, step, attempt, str(task.request.hostname or "local"))
+    deliveries = rt.state.step_started(
+        event.run_id, step, attempt, str(task.request.hostname or "local"), os.getpid()
+    )
     if deliveries - attempt >= policy.max_deliveries:
         return _fail(rt, task, event, step, attempt, "WorkerLost",
                      f"its worker died {deliveries - attempt} times during this step (out of memory or killed?); "

@@ -115,13 +115,13 @@ class RunState:
         })
         self.kv.zadd(keys.runs_index_key(), {spec.run_id: now})
 
-    def step_started(self, run_id: str, step: Step, attempt: int, worker: str) -> int:
+    def step_started(self, run_id: str, step: Step, attempt: int, worker: str, pid: int) -> int:
         """Record a start; return how many times this step's message has been delivered."""
         name = keys.run_key(run_id)
         deliveries = int(self.kv.hincrby(name, f"{step}.deliveries", 1))
         self.kv.hset(name, mapping={
             "status": "running", "step": step.value, f"{step}.status": "running",
-            f"{step}.attempts": attempt, f"{step}.started": time.time(), f"{step}.worker": worker,
+            f"{step}.attempts": attempt, f"{step}.started": time.time(), f"{step}.worker": worker, f"{step}.pid": pid,
             "updated": time.time(),
         })
         return deliveries

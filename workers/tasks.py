@@ -131,15 +131,15 @@ SPECS: dict[Step, StepSpec] = {
 
 def register_tasks(app: Any) -> None:
     """One task per step on its own queue, with the step's time limits; acks late."""
-    for step, spec in SPECS.items():
+    for step in SPECS:
         policy = POLICIES[step]
 
-        def task(self: Any, payload: dict[str, Any], _spec: StepSpec = spec) -> str:
-            return run_step(self, _spec, payload)
+        def task(self: Any, payload: dict[str, Any], _step: Step = step) -> str:
+            return run_step(self, SPECS[_step], payload)
 
         task.__name__ = task.__qualname__ = f"{step.value}_task"
         app.task(
-            task, bind=True, name=keys.task_name(step), queue=keys.QUEUES[step],
+            task, bind=True, name=keys.task_name(step),
             time_limit=policy.time_limit, soft_time_limit=policy.soft_time_limit,
-            acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+            acks_late=True, reject_on_worker_lost=True, ignore_result=True, shared=False,
         )

@@ -124,5 +124,5 @@ def _cause(exc: BaseException) -> str:
 
 
 def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
+    flat = " ".join(text.split()).rstrip(" .")
     return flat if len(flat) <= _MAX_DETAIL else flat[: _MAX_DETAIL - 1] + "…"

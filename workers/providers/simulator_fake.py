@@ -24,7 +24,7 @@ _STOPWORD_TEXT = (
     "must never only other over really right same should since some something still such than that their "
     "them then there these they thing things think this those through time very want well were what when "
     "where which while will with would your yours you're it's i'm that's don't we're going know people "
-    "title description paragraphs text summary"
+    "title description paragraphs text summary first years year biggest small actually honestly later"
 )
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _ORGS = ("OpenAI", "Quora", "Google", "Microsoft", "Anthropic", "Meta", "Nvidia", "DeepMind", "Stanford")

@@ -1,0 +1,265 @@
+"""An OpenAI-compatible server that fakes transcription and chat, so the pipeline runs offline and in tests.
+
+Answers are deterministic (same audio → same transcript) and faults are drawn from random.Random(seed) in
+request order, so a failure seen once can be reproduced. Answer generation lives in simulator_fake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from workers.errors import PermanentError
+from workers.providers import simulator_fake as fake
+from workers.providers.transcription import MAX_UPLOAD_BYTES, probe_duration
+
+MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4.1-mini", "gpt-4.1")
+
+
+class SimulatorConfig(BaseModel):
+    """Speed and fault knobs; probabilities are per request to /v1/audio/* and /v1/chat/*."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transcript_path: Path | None = Field(default=None, description="text to 'hear'; default: built-in sample")
+    latency: float = Field(default=0.0, ge=0, description="seconds added to every request")
+    transcribe_seconds_per_audio_minute: float = Field(default=0.0, ge=0)
+    llm_tokens_per_second: float = Field(default=0.0, ge=0, description="0 = answer at once")
+    fault_429: float = Field(default=0.0, ge=0, le=1)
+    retry_after: float = Field(default=1.0, ge=0, description="Retry-After seconds sent with a 429")
+    fault_500: float = Field(default=0.0, ge=0, le=1)
+    fault_slow: float = Field(default=0.0, ge=0, le=1)
+    slow_seconds: float = Field(default=5.0, ge=0)
+    fault_refusal: float = Field(default=0.0, ge=0, le=1, description="chat answers with a refusal")
+    api_key: str | None = Field(default=None, description="if set, other bearer tokens get 401")
+    seed: int = 0
+
+
+def error(status: int, message: str, *, kind: str = "invalid_request_error", code: str | None = None,
+          headers: dict[str, str] | None = None) -> JSONResponse:  # fmt: skip
+    """An error in OpenAI's shape, so the SDK raises the same exception types as against the real API."""
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class _Faults:
+    """Seeded fault draws; a lock keeps the sequence fixed however requests interleave."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self._rng = random.Random(config.seed)
+        self._lock = threading.Lock()
+
+    def draw(self) -> tuple[float, float, float, float]:
+        with self._lock:
+            return (self._rng.random(), self._rng.random(), self._rng.random(), self._rng.random())
+
+    async def gate(self, request: Request) -> tuple[Response | None, bool]:
+        """Auth, latency and injected faults; returns (an error answer or None, refuse-this-chat)."""
+        c = self.config
+        if c.api_key is not None and request.headers.get("authorization") != f"Bearer {c.api_key}":
+            return error(401, "Incorrect API key provided.", code="invalid_api_key"), False
+        if c.latency:
+            await asyncio.sleep(c.latency)
+        r429, r500, rslow, rrefuse = self.draw()
+        if r429 < c.fault_429:
+            headers = {"retry-after": f"{c.retry_after:g}"}
+            return error(429, "Rate limit reached (simulated).", kind="requests", code="rate_limit_exceeded",
+                         headers=headers), False  # fmt: skip
+        if r500 < c.fault_500:
+            return error(500, "The server had an error while processing your request (simulated).",
+                         kind="server_error"), False  # fmt: skip
+        if rslow < c.fault_slow:
+            await asyncio.sleep(c.slow_seconds)
+        return None, rrefuse < c.fault_refusal
+
+
+def create_app(config: SimulatorConfig | None = None) -> FastAPI:
+    """The simulator as an ASGI app (mount it, or run it with serve()/running_simulator())."""
+    config = config or SimulatorConfig()
+    sentences = fake.load_sentences(config.transcript_path)
+    faults = _Faults(config)
+    counter = iter(range(1, 1 << 62))
+    app = FastAPI(title="Pressroom OpenAI simulator")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "pressroom-simulator"} for m in MODELS]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request) -> Response:
+        refused, _ = await faults.gate(request)
+        if refused is not None:
+            return refused
+        form = await request.form()
+        upload, model = form.get("file"), str(form.get("model") or "")
+        fmt = str(form.get("response_format") or "json")
+        if not isinstance(upload, UploadFile) or not model:
+            return error(400, "multipart fields 'file' and 'model' are required")
+        if fmt not in ("json", "text", "verbose_json"):
+            return error(400, f"response_format {fmt!r} is not supported by the simulator: use json/text")
+        if fmt == "verbose_json" and "whisper" not in model:
+            return error(400, f"response_format 'verbose_json' is not compatible with model '{model}'. "
+                              "Use 'json' or 'text' instead.", code="unsupported_value")  # fmt: skip
+        try:
+            duration = await run_in_threadpool(_measure, upload)
+        except PermanentError as exc:
+            return error(400, f"Audio file could not be decoded: {exc}", code="invalid_value")
+        except ValueError as exc:
+            return error(413, str(exc), code="file_too_large")
+        if config.transcribe_seconds_per_audio_minute:
+            await asyncio.sleep(config.transcribe_seconds_per_audio_minute * duration / 60)
+        answer = fake.transcription_answer(sentences, duration, fmt)
+        return PlainTextResponse(answer) if isinstance(answer, str) else JSONResponse(answer)
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        refused, refuse = await faults.gate(request)
+        if refused is not None:
+            return refused
+        try:
+            body = await request.json()
+        except ValueError:
+            return error(400, "the request body is not valid JSON")
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list) or not messages or not body.get("model"):
+            return error(400, "'model' and a non-empty 'messages' list are required")
+        if body.get("stream"):
+            return error(400, "stream=true is not supported by the simulator")
+        answer = _chat_completion(body, messages, refuse, next(counter))
+        if config.llm_tokens_per_second:
+            await asyncio.sleep(answer["usage"]["completion_tokens"] / config.llm_tokens_per_second)
+        return JSONResponse(answer)
+
+    return app
+
+
+def _measure(upload: UploadFile) -> float:
+    """Copy the (already spooled) upload to a named temp file in chunks and ffprobe its duration."""
+    suffix = Path(upload.filename or "audio").suffix[:8]
+    with tempfile.TemporaryDirectory(prefix="pressroom-sim-") as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        upload.file.seek(0)
+        with path.open("wb") as out:
+            shutil.copyfileobj(upload.file, out, length=1 << 20)
+        if path.stat().st_size > MAX_UPLOAD_BYTES:
+            raise ValueError(f"Maximum content size limit ({MAX_UPLOAD_BYTES}) exceeded.")
+        return round(probe_duration(path), 3)
+
+
+def _tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+def _chat_completion(body: dict[str, Any], messages: list[Any], refuse: bool, n: int) -> dict[str, Any]:
+    """A chat.completion object; output beyond max(_completion)_tokens is cut with finish_reason=length."""
+    prompt_tokens = sum(_tokens(fake.message_text(m)) for m in messages if isinstance(m, dict))
+    message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+    finish = "stop"
+    if refuse:
+        message["refusal"] = "【模拟】I'm sorry, I can't help with that request."
+        completion_tokens = _tokens(message["refusal"])
+    else:
+        content = fake.chat_answer(messages, body.get("response_format"))
+        completion_tokens = _tokens(content)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if isinstance(limit, int) and completion_tokens > limit:
+            content, completion_tokens, finish = content[: limit * 4], limit, "length"
+        message["content"] = content
+    return {
+        "id": f"chatcmpl-sim{n:08d}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": str(body["model"]),
+        "system_fingerprint": "pressroom-simulator",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def serve(port: int, config: SimulatorConfig | None = None, host: str = "127.0.0.1") -> None:
+    """Run the simulator in the foreground until interrupted."""
+    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+
+
+@contextmanager
+def running_simulator(config: SimulatorConfig | None = None, port: int = 0) -> Iterator[str]:
+    """Run the simulator on a background thread; yields its base URL ("http://127.0.0.1:PORT/v1")."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))  # bound here so port 0 resolves before the server starts
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), log_config=None, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="simulator")
+    thread.start()
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/health", thread)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def _wait_ready(url: str, thread: threading.Thread, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not thread.is_alive():
+            raise RuntimeError("the simulator thread exited during startup: see its log above")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"the simulator did not answer {url} within {timeout:g} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m workers.providers.simulator --port 8000`: a local stand-in for OPENAI_BASE_URL."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--config", type=Path, help="JSON file with SimulatorConfig fields")
+    args = parser.parse_args(argv)
+    config = SimulatorConfig.model_validate_json(args.config.read_text()) if args.config else None
+    serve(args.port, config, host=args.host)
+
+
+if __name__ == "__main__":
+    main()
