@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from schemas.events import Step
 from workers import keys
@@ -17,7 +17,13 @@ def create_app(settings: Settings) -> Any:
     """Build an app bound to these settings; embedded settings give kombu's in-memory broker."""
     embedded = settings.embedded
     app = Celery("pressroom", broker=settings.broker_url or "memory://", set_as_current=False)
-    transport: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
+    vt = settings.visibility_timeout
+    sweep = min(100.0, max(1.0, vt / 4))  # how long after the timeout a dead worker's message comes back
+    transport: dict[str, Any] = {
+        "visibility_timeout": vt,
+        "unacked_restore_interval": min(10.0, sweep),
+        "unacked_restore_throttle": max(1, round(sweep / min(10.0, sweep))),
+    }
     if embedded:
         transport["polling_interval"] = 0.02  # the memory transport polls; the default wastes ~1 s a hop
     app.conf.update(
@@ -29,7 +35,7 @@ def create_app(settings: Settings) -> Any:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_queues=[Queue(q) for q in keys.QUEUES.values()],
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in keys.QUEUES.values()],
         task_default_queue=keys.QUEUES[Step.download],
         task_routes={keys.task_name(s): {"queue": keys.QUEUES[s]} for s in Step},
         broker_transport_options=transport,
