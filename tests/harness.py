@@ -24,10 +24,11 @@ def pressroom_env(**settings: str) -> dict[str, str]:
 class WorkerProcess:
     def __init__(self, queue: str, env: dict[str, str], log: Path, concurrency: int = 1) -> None:
         self.queue, self.log = queue, log
-        self.proc = subprocess.Popen(
-            [*PRESSROOM, "worker", "--queues", queue, "--concurrency", str(concurrency), "--loglevel", "INFO"],
-            env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [*PRESSROOM, "worker", "--queues", queue, "--concurrency", str(concurrency), "--loglevel", "INFO"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 from schemas.events import Step
 from workers import keys
@@ -35,7 +35,10 @@ def create_app(settings: Settings) -> Any:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in keys.QUEUES.values()],
+        task_queues=[
+            Queue(q, Exchange(q, type="direct"), routing_key=q)  # type: ignore[no-untyped-call]
+            for q in keys.QUEUES.values()
+        ],
         task_default_queue=keys.QUEUES[Step.download],
         task_routes={keys.task_name(s): {"queue": keys.QUEUES[s]} for s in Step},
         broker_transport_options=transport,
@@ -45,7 +48,7 @@ def create_app(settings: Settings) -> Any:
         task_send_sent_event=False,
         enable_utc=True,
     )
-    app.pressroom = Runtime(settings)  # type: ignore[attr-defined]
+    app.pressroom = Runtime(settings)
     from workers.tasks import register_tasks
 
     register_tasks(app)

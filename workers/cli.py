@@ -146,8 +146,8 @@ def _simulate(args: argparse.Namespace) -> int:
         llm_tokens_per_second=args.tokens_per_second,
         transcribe_seconds_per_audio_minute=args.transcribe_seconds_per_minute, seed=args.seed,
     )
-    print(f"simulator on http://127.0.0.1:{args.port}/v1 (answers are labelled 【模拟】)", file=sys.stderr)
-    serve(args.port, config)
+    print(f"simulator on http://{args.host}:{args.port}/v1 (answers are labelled 【模拟】)", file=sys.stderr)
+    serve(args.port, config, host=args.host)
     return 0
 
 
@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="serve an OpenAI-compatible simulator on 127.0.0.1")
     p.add_argument("--port", type=int, default=8099)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 inside a container)")
     p.add_argument("--transcript", type=Path, default=None, help="text file the transcripts are made of")
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     p.add_argument("--tokens-per-second", type=float, default=0.0, help="LLM output speed; 0 = instant")

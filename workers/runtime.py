@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from workers.settings import Settings
-from workers.state import MemoryKV, RunState
+from workers.state import KV, MemoryKV, RunState
 from workers.storage import ObjectStore, open_store
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ class Runtime:
             return RunState(MemoryKV())
         import redis
 
-        return RunState(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30))
+        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return RunState(cast(KV, client))
 
     @cached_property
     def transcriber(self) -> Transcriber:
