@@ -69,7 +69,7 @@ def _translate(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outco
 def _tag(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
     dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
     translation = get_model(rt.store, event.artifacts["translation"], Translation)
-    source_url = dl.metadata.webpage_url or event.run.source.uri
+    source_url = dl.metadata.webpage_url or event.run.source.filename or event.run.source.uri
     out = tag_step.tag(dl.metadata, translation, rt.llm, event.run.defaults, source_url)
     put_model(rt.store, prefix + "front_matter.json", out.front_matter, if_absent=True)
     return Outcome({"front_matter": prefix + "front_matter.json"},

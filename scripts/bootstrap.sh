@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Set up what Pressroom needs on a Debian machine, once: Python venv + packages, ffmpeg, and (for the
+# tests) a running Redis. Re-running is cheap: packages are reinstalled only when pyproject.toml changes.
+# Usage: scripts/bootstrap.sh run|test
+set -euo pipefail
+purpose="${1:-run}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.venv"
+
+say() { echo "bootstrap: $*" >&2; }
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  if ! command -v apt-get >/dev/null; then
+    say "please install: $* (no apt-get here)"; exit 1
+  fi
+  say "installing $* from Debian"
+  $sudo apt-get update -qq >/dev/null || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+python=""
+for candidate in python3 python3.13 python3.12 python3.11; do
+  if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    python="$candidate"; break
+  fi
+done
+if [ -z "$python" ]; then apt_install python3 python3-venv; python=python3; fi
+
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || apt_install ffmpeg
+
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating $venv"
+  if ! "$python" -m venv "$venv" 2>/dev/null; then
+    rm -rf "$venv"; apt_install python3-venv; "$python" -m venv "$venv"
+  fi
+fi
+
+extras="."
+[ "$purpose" = "test" ] && extras=".[dev]"
+stamp="$venv/.pressroom-installed"
+hash="$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+installed="$(cat "$stamp" 2>/dev/null || true)"
+if [ "$installed" != "$hash .[dev]" ] && [ "$installed" != "$hash $extras" ]; then
+  say "installing Python packages ($extras)"
+  "$venv/bin/python" -m pip install -q --upgrade pip >&2
+  (cd "$root" && "$venv/bin/python" -m pip install -q -e "$extras" >&2)
+  echo "$hash $extras" > "$stamp"
+fi
+
+if [ "$purpose" = "test" ]; then
+  if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+    command -v redis-server >/dev/null || apt_install redis-server
+    say "starting redis-server on 127.0.0.1:6379"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+    for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && break; sleep 0.1; done
+  fi
+fi
