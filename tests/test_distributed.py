@@ -63,6 +63,12 @@ def test_three_files_through_redis_and_s3(tmp_path: Path, state: RunState, redis
         # each step ran on its own queue's worker
         assert {state.run(run_id)[f"{s}.worker"].split("@")[0] for s in STEPS} == set(STEPS)
 
+    status = subprocess.run([*PRESSROOM, "status", run_ids[0]], env=env, capture_output=True, text=True)
+    assert status.returncode == 0 and status.stdout.startswith(f"run {run_ids[0]}: succeeded")
+    assert status.stdout.count(" succeeded") == 6  # the run and its five steps
+    missing = subprocess.run([*PRESSROOM, "status", "no-such-run"], env=env, capture_output=True, text=True)
+    assert missing.returncode == 2 and "no run 'no-such-run'" in missing.stderr
+
 
 def _wait_for(predicate, timeout: float = 60, what: str = "") -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout

@@ -68,3 +68,11 @@ def test_bad_setting_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == ("pressroom: bad setting — PRESSROOM_BROKER_URL: 'http://nope' is not a "
                                      "Redis URL: use redis://host:6379/0 (or leave unset for embedded)")
+
+
+def test_missing_api_key_fails_before_any_work(tmp_path: Path) -> None:
+    wav = make_audio(tmp_path / "talk.wav", 2)
+    result = _run(wav, tmp_path / "out", pressroom_env(PRESSROOM_DATA_DIR=str(tmp_path / "data")))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("pressroom: no API key for https://api.openai.com/v1")
+    assert not (tmp_path / "data").exists()

@@ -54,11 +54,16 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _app() -> tuple[Any, Runtime]:
+def _app(*, providers: bool = False) -> tuple[Any, Runtime]:
+    """Build the app; with providers, check their settings now rather than at the first task."""
     from workers.app import create_app
     from workers.settings import load_settings
 
-    app = create_app(load_settings())
+    settings = load_settings()
+    if providers:
+        settings.transcription_endpoint()
+        settings.llm_endpoint()
+    app = create_app(settings)
     return app, app.pressroom
 
 
@@ -69,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     from workers.storage.local import write_atomic
     from workers.submit import resolve_source, submit
 
-    app, rt = _app()
+    app, rt = _app(providers=True)
     source, video_id = resolve_source(args.source, rt)
     mode = "embedded" if rt.settings.embedded else f"broker {rt.settings.broker_url}"
     with embedded_worker(app, rt.settings.embedded_concurrency) if rt.settings.embedded else nullcontext():
@@ -123,7 +128,7 @@ def _worker(args: argparse.Namespace) -> int:
     from schemas.events import Step
     from workers import keys
 
-    app, rt = _app()
+    app, rt = _app(providers=bool({"transcribe", "translate", "tag"} & set(args.queues.split(","))))
     if rt.settings.embedded:
         return _fail("a worker needs PRESSROOM_BROKER_URL=redis://…; `pressroom run` works without one")
     names = [q.strip() for q in args.queues.split(",") if q.strip()]
@@ -154,14 +159,14 @@ def _simulate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pressroom", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("render-post", help="render a post given as JSON to markdown on stdout")
-    p.add_argument("file")
-    p.set_defaults(func=_render_post)
-
     p = sub.add_parser("run", help="turn one YouTube URL or media file into a post (embedded by default)")
     p.add_argument("source", help="YouTube URL or local audio/video file")
     p.add_argument("--out", help="directory the post is written to (default: PRESSROOM_OUT_DIR or ./out)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("render-post", help="render a post given as JSON to markdown on stdout")
+    p.add_argument("file")
+    p.set_defaults(func=_render_post)
 
     p = sub.add_parser("submit", help="submit sources to the distributed pipeline; prints run ids")
     p.add_argument("sources", nargs="+")

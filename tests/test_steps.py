@@ -1,0 +1,123 @@
+"""The translate and tag steps as plain functions, over a scripted LLM (the provider interface's fake)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from schemas.artifacts import Segment, Transcript, VideoMetadata
+from schemas.post import FrontMatterDefaults, TagSuggestion
+from workers.errors import PermanentError
+from workers.providers.llm import LLMResult
+from workers.steps.paragraphs import build_paragraphs
+from workers.steps.tag import tag
+from workers.steps.translate import TranslationBatch, translate
+
+
+class ScriptedLLM:
+    """Answers each request with a function of the request; records what it was asked."""
+
+    model = "scripted"
+
+    def __init__(self, answer: Callable[[dict[str, Any], int], dict[str, Any]]) -> None:
+        self.answer = answer
+        self.requests: list[dict[str, Any]] = []
+
+    def parse(self, *, system: str, user: str, schema: type[Any], max_tokens: int | None = None) -> LLMResult[Any]:
+        request = json.loads(user)
+        self.requests.append(request)
+        value: BaseModel = schema.model_validate(self.answer(request, len(self.requests)))
+        return LLMResult(value=value, input_tokens=len(user) // 4, output_tokens=10)
+
+
+def _transcript(n: int) -> Transcript:
+    segs = [Segment(start=i * 4, end=i * 4 + 4, text=f"Sentence number {i} is about topic {i // 10}.")
+            for i in range(n)]
+    return Transcript(video_id="vid", model="m", segments=segs)
+
+
+META = VideoMetadata(video_id="vid", title="A Talk", description="About things.", upload_date=date(2025, 11, 28),
+                     webpage_url="https://www.youtube.com/watch?v=vid")
+
+
+def _translate_all(request: dict[str, Any], _: int) -> dict[str, Any]:
+    ids = [p["id"] for p in request["paragraphs"]]
+    return {"translations": [{"id": i, "zh": f"译文{i}"} for i in ids],
+            "sections": [{"paragraph_id": ids[0], "heading": "开场"}]}
+
+
+def test_paragraphs_keep_every_word_in_order() -> None:
+    transcript = _transcript(57)
+    paragraphs = build_paragraphs(transcript.segments)
+    assert " ".join(p.source for p in paragraphs) == transcript.text
+    assert [p.id for p in paragraphs] == [f"p{i:04d}" for i in range(1, len(paragraphs) + 1)]
+    assert all(len(p.source.split()) <= 140 for p in paragraphs) and len(paragraphs) > 3
+    assert paragraphs[0].start == 0 and paragraphs[-1].end == 57 * 4
+
+
+def test_paragraphs_break_at_speaker_turns() -> None:
+    segs = [Segment(start=0, end=1, text="Hi.", speaker="A"), Segment(start=1, end=2, text="Hello.", speaker="B"),
+            Segment(start=2, end=3, text="So.", speaker="B")]
+    assert [p.source for p in build_paragraphs(segs)] == ["Hi.", "Hello. So."]
+
+
+def test_translate_covers_every_paragraph_in_sections() -> None:
+    llm = ScriptedLLM(_translate_all)
+    out = translate(_transcript(120), META, llm)
+    paragraphs = out.translation.paragraphs()
+    assert [p.translation for p in paragraphs] == [f"译文{p.id}" for p in paragraphs]
+    assert " ".join(p.source for p in paragraphs) == _transcript(120).text
+    assert len(llm.requests) == 1 and llm.requests[0]["title"] == "A Talk"
+    assert out.translation.sections[0].heading == "开场"
+
+
+def test_translate_re_requests_only_the_missing_ids() -> None:
+    def drop_every_third(request: dict[str, Any], n: int) -> dict[str, Any]:
+        full = _translate_all(request, n)
+        if n == 1:
+            full["translations"] = [t for i, t in enumerate(full["translations"]) if i % 3]
+        return full
+
+    llm = ScriptedLLM(drop_every_third)
+    out = translate(_transcript(60), META, llm)
+    assert all(p.translation for p in out.translation.paragraphs())
+    first_ids = [p["id"] for p in llm.requests[0]["paragraphs"]]
+    assert [p["id"] for p in llm.requests[1]["paragraphs"]] == first_ids[::3]
+    assert "missing" in llm.requests[1]["note"]
+
+
+def test_translate_fails_naming_ids_the_model_never_translates() -> None:
+    llm = ScriptedLLM(lambda request, n: {"translations": [], "sections": []})
+    with pytest.raises(PermanentError, match="p0001"):
+        translate(_transcript(5), META, llm)
+
+
+def test_tag_builds_front_matter_from_suggestion_and_defaults() -> None:
+    suggestion = TagSuggestion(
+        title=" 标题 ", summary="第一句。\n第二句。", tags=["Reinforcement Learning", "LLM", "llm", ""],
+        people=["Sam Altman", "sam altman", " "], companies_orgs=["OpenAI"], products_models=["ChatGPT"],
+        media_books=[], guest="Sherman Wu",
+    )
+    llm = ScriptedLLM(lambda request, n: suggestion.model_dump())
+    defaults = FrontMatterDefaults(area="tech-insights", category="technology", project=["ai"], speaker="a16z")
+    from schemas.artifacts import Paragraph, Section, Translation
+
+    translation = Translation(video_id="vid", model="m", sections=[Section(heading="h", paragraphs=[
+        Paragraph(id="p0001", start=0, end=1, source="Hello ChatGPT.", translation="你好")])])
+    fm = tag(META, translation, llm, defaults, META.webpage_url).front_matter
+    assert fm.title == "标题" and fm.summary == "第一句。 第二句。"
+    assert fm.tags == ["llm", "reinforcement-learning"]
+    assert fm.people == ["Sam Altman"] and fm.guest == "Sherman Wu"
+    assert (fm.area, fm.speaker, fm.project, fm.date) == ("tech-insights", "a16z", ["ai"], "2025-11-28")
+    assert fm.source == "https://www.youtube.com/watch?v=vid"
+    assert "Hello ChatGPT." in llm.requests[0]["transcript"]
+
+
+def test_batch_schema_is_strict() -> None:
+    with pytest.raises(ValueError):
+        TranslationBatch.model_validate({"translations": [{"id": "p1", "zh": "x", "extra": 1}], "sections": []})
