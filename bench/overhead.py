@@ -103,13 +103,13 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env | {"PYTHONPATH": str(ROOT)} | extra
 
 
-def make_media(directory: Path, count: int) -> list[Path]:
-    """Distinct 3 s sine WAVs (distinct bytes → distinct video ids → no artifact reuse across runs)."""
+def make_media(directory: Path, count: int, first: int) -> list[Path]:
+    """Distinct 3 s sine WAVs (distinct bytes → distinct video ids → no artifact reuse between runs)."""
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / f"talk-{i:03d}.wav" for i in range(count)]
-    for i, path in enumerate(paths):
+    paths = [directory / f"talk-{i:04d}.wav" for i in range(first, first + count)]
+    for i, path in enumerate(paths, first):
         subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi",
-                        "-i", f"sine=frequency={200 + 7 * i}:duration=3", "-ac", "1", "-ar", "16000", str(path)],
+                        "-i", f"sine=frequency={200 + 3 * i}:duration=3", "-ac", "1", "-ar", "16000", str(path)],
                        check=True)
     return paths
 
@@ -142,7 +142,7 @@ class Bench:
         print(f"  {kind} per-step ms: " + ", ".join(parts), flush=True)
 
     # --- pressroom --------------------------------------------------------------------------------
-    def pressroom(self, rnd: int, files: list[Path]) -> None:
+    def pressroom(self, rnd: int, media: list[Path]) -> None:
         from workers.app import create_app
         from workers.settings import load_settings
         from workers.submit import resolve_source, submit
@@ -168,12 +168,14 @@ class Bench:
         rt = app.pressroom
         try:
             with workers(cmds, env, self.tmp / f"logs-pressroom-r{rnd}"):
-                t0 = time.time()
-                run_ids = []
-                for f in files:
-                    source, video_id = resolve_source(str(f), rt)
-                    run_ids.append(submit(app, rt, source, video_id).run_id)
-                runs = self.wait_pressroom(rt, run_ids, time.monotonic() + self.timeout(len(files)))
+                warmup, files = media[: self.args.warmup], media[self.args.warmup :]
+                for batch in (warmup, files):  # warm-up runs first, untimed: first-call costs in each child
+                    t0 = time.time()
+                    run_ids = []
+                    for f in batch:
+                        source, video_id = resolve_source(str(f), rt)
+                        run_ids.append(submit(app, rt, source, video_id).run_id)
+                    runs = self.wait_pressroom(rt, run_ids, time.monotonic() + self.timeout(len(batch)))
             elapsed = max(float(r["publish.ended"]) for r in runs) - t0
             self.report("pressroom", rnd, len(files), elapsed)
             self.step_line("pressroom", [{s: (float(r[f"{s}.started"]), float(r[f"{s}.ended"])) for s in STEPS}
@@ -200,7 +202,7 @@ class Bench:
         return done
 
     # --- raw --------------------------------------------------------------------------------------
-    def raw(self, rnd: int, files: list[Path]) -> None:
+    def raw(self, rnd: int, media: list[Path]) -> None:
         from bench import raw_chain
 
         self.db.flushdb()
@@ -212,10 +214,13 @@ class Bench:
         work = self.tmp / f"raw-r{rnd}"
         try:
             with workers(cmds, env, self.tmp / f"logs-raw-r{rnd}"):
-                t0 = time.time()
-                for f in files:
-                    raw_chain.work_chain(str(f), f.stem, str(work)).apply_async()
-                entries = self.wait_list(raw_chain.DONE_KEY, len(files), self.timeout(len(files)))
+                warmup, files = media[: self.args.warmup], media[self.args.warmup :]
+                for batch in (warmup, files):
+                    self.db.delete(raw_chain.DONE_KEY)
+                    t0 = time.time()
+                    for f in batch:
+                        raw_chain.work_chain(str(f), f.stem, str(work)).apply_async()
+                    entries = self.wait_list(raw_chain.DONE_KEY, len(batch), self.timeout(len(batch)))
                 self.report("raw", rnd, len(files), max(e["end"] for e in entries) - t0)
                 self.step_line("raw", [e["timing"] for e in entries])
                 n = self.args.noop_pipelines
@@ -263,11 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers-per-queue", type=int, default=1, help="worker processes per step queue")
     parser.add_argument("--concurrency", type=int, default=1, help="prefork pool size of each worker")
     parser.add_argument("--noop-pipelines", type=int, default=200, help="pipelines per no-op round")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed pipelines per phase, run first")
     parser.add_argument("--s3", action="store_true", help="pressroom stores artifacts in moto S3, not a dir")
     args = parser.parse_args(argv)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     from workers.providers.simulator import SimulatorConfig, running_simulator
 
     redis.Redis.from_url(BROKER_URL).ping()
@@ -275,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pressroom-bench-")))
         stack.callback(redis.Redis.from_url(BROKER_URL).flushdb)
         stack.callback(stop_workers)  # runs first: workers go before their Redis db is flushed
-        media = [make_media(tmp / f"media-r{r}", args.pipelines) for r in range(args.rounds)]
+        per_round = args.warmup + args.pipelines
+        media = [make_media(tmp / f"media-r{r}", per_round, r * per_round) for r in range(args.rounds)]
         sim_url = stack.enter_context(running_simulator(SimulatorConfig()))
         s3 = None
         if args.s3:

@@ -23,8 +23,14 @@ from celery import Celery, chain
 from celery.canvas import Signature
 from kombu import Exchange, Queue
 
+from schemas.artifacts import Transcript, Translation, VideoMetadata
 from schemas.events import Step
+from schemas.post import FrontMatter
 from workers.retry import POLICIES
+from workers.steps import publish as publish_step
+from workers.steps import tag as tag_step
+from workers.steps import translate as translate_step
+from workers.steps.download import prepare_local
 
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
 STEPS = [s.value for s in Step]
@@ -87,8 +93,6 @@ def _timed(data: dict[str, Any], step: str, started: float) -> dict[str, Any]:
 
 @_task("download")
 def download(src: str, video_id: str, work_dir: str) -> dict[str, Any]:
-    from workers.steps.download import prepare_local
-
     started = time.time()
     out = prepare_local(Path(src), Path(work_dir) / video_id, video_id=video_id, title=Path(src).stem)
     data = {"video_id": video_id, "src": src, "work_dir": work_dir, "audio": str(out.audio_path),
@@ -98,8 +102,6 @@ def download(src: str, video_id: str, work_dir: str) -> dict[str, Any]:
 
 @_task("transcribe")
 def transcribe(data: dict[str, Any]) -> dict[str, Any]:
-    from schemas.artifacts import Transcript, VideoMetadata
-
     started = time.time()
     transcriber = _providers()[0]
     metadata = VideoMetadata.model_validate(data["metadata"])
@@ -112,9 +114,6 @@ def transcribe(data: dict[str, Any]) -> dict[str, Any]:
 
 @_task("translate")
 def translate(data: dict[str, Any]) -> dict[str, Any]:
-    from schemas.artifacts import Transcript, VideoMetadata
-    from workers.steps import translate as translate_step
-
     started = time.time()
     transcript = Transcript.model_validate(data.pop("transcript"))
     metadata = VideoMetadata.model_validate(data["metadata"])
@@ -125,9 +124,6 @@ def translate(data: dict[str, Any]) -> dict[str, Any]:
 
 @_task("tag")
 def tag(data: dict[str, Any]) -> dict[str, Any]:
-    from schemas.artifacts import Translation, VideoMetadata
-    from workers.steps import tag as tag_step
-
     started = time.time()
     _, llm, defaults = _providers()
     metadata = VideoMetadata.model_validate(data["metadata"])
@@ -139,10 +135,6 @@ def tag(data: dict[str, Any]) -> dict[str, Any]:
 
 @_task("publish")
 def publish(data: dict[str, Any]) -> None:
-    from schemas.artifacts import Translation, VideoMetadata
-    from schemas.post import FrontMatter
-    from workers.steps import publish as publish_step
-
     started = time.time()
     front = FrontMatter.model_validate(data["front_matter"])
     translation = Translation.model_validate(data["translation"])
