@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import signal
 import statistics
@@ -123,14 +124,13 @@ class Bench:
     def timeout(self, pipelines: int) -> float:
         return 120 + 10 * pipelines
 
-    def worker_count(self) -> list[tuple[str, int]]:
+    def worker_count(self) -> list[tuple[str, int]]:  # (queue, index) of every worker process
         return [(s, k) for s in STEPS for k in range(self.args.workers_per_queue)]
 
-    def report(self, kind: str, rnd: int, n: int, elapsed: float, extra: str = "") -> None:
-        rate = n / elapsed
-        self.results[kind].append(rate)
+    def report(self, kind: str, rnd: int, n: int, elapsed: float) -> None:
+        self.results[kind].append(rate := n / elapsed)
         print(f"{kind:<9} round {rnd}: {n} pipelines in {elapsed:6.2f} s = {rate:7.2f} pipelines/s "
-              f"({5 * rate:7.1f} tasks/s){extra}", flush=True)
+              f"({5 * rate:7.1f} tasks/s)", flush=True)
 
     def step_line(self, kind: str, timings: list[dict[str, tuple[float, float]]]) -> None:
         """Mean run time of each step and mean wait before it (since the previous step ended), in ms."""
@@ -289,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.s3:
             from moto.server import ThreadedMotoServer
 
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per S3 request
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             server.start()
             stack.callback(server.stop)

@@ -40,7 +40,9 @@ def create_app(settings: Settings) -> Any:
             for q in keys.QUEUES.values()
         ],
         task_default_queue=keys.QUEUES[Step.download],
-        task_routes={keys.task_name(s): {"queue": keys.QUEUES[s]} for s in Step},
+        task_routes={
+            name: {"queue": keys.QUEUES[s]} for s in Step for name in (keys.task_name(s), keys.part_task_name(s))
+        },
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

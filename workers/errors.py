@@ -24,3 +24,11 @@ class PermanentError(PressroomError):
 
 class ConfigError(PressroomError):
     """A setting is missing or malformed; raised at start, before any work."""
+
+
+class AnswerCutOff(PermanentError):
+    """The model's answer hit the length limit or is not valid JSON: ask for less at once."""
+
+
+class Refused(PermanentError):
+    """The model refused, or a content filter stopped it: the input itself is the problem."""

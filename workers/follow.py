@@ -21,6 +21,8 @@ def describe_step(run: dict[str, str], step: Step) -> str:
             parts.append("(reused stored artifact)")
         elif run.get(f"{step}.duration"):
             parts.append(f"in {float(run[f'{step}.duration']):.1f}s")
+    elif status == "running" and run.get(f"{step}.parts"):
+        parts.append(f"{run.get(f'{step}.parts_done', 0)}/{run[f'{step}.parts']} parts")
     elif status == "retrying":
         parts.append(f"attempt {run.get(f'{step}.attempts', '?')}: {run.get(f'{step}.error', '')}")
     elif status == "failed":

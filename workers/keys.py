@@ -14,6 +14,11 @@ def task_name(step: Step) -> str:
     return f"{PREFIX}.{step.value}"
 
 
+def part_task_name(step: Step) -> str:
+    """The task for one part of a fanned-out step; it runs on the step's own queue."""
+    return f"{PREFIX}.{step.value}.part"
+
+
 # --- Redis keys ------------------------------------------------------------------------------------
 def run_key(run_id: str) -> str:
     """Hash: the run's spec, status and per-step fields."""
@@ -35,9 +40,18 @@ def emit_key(run_id: str, step: Step, input_hash: str) -> str:
     return f"{PREFIX}:emit:{run_id}:{step.value}:{input_hash}"
 
 
+def join_key(run_id: str, step: Step, input_hash: str) -> str:
+    """Set: indexes of a fanned-out step's parts that are stored; the join runs when it is full."""
+    return f"{PREFIX}:join:{run_id}:{step.value}:{input_hash}"
+
+
 # --- object-store keys ----------------------------------------------------------------------------
 def step_prefix(video_id: str, step: Step, input_hash: str) -> str:
     return f"videos/{video_id}/{step.value}/{input_hash}/"
+
+
+def part_key(step_prefix: str, index: int) -> str:
+    return f"{step_prefix}parts/{index:04d}.json"
 
 
 def upload_key(digest: str, filename: str) -> str:

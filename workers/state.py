@@ -6,7 +6,6 @@ so nothing above this module knows which mode it is in.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import defaultdict
@@ -33,6 +32,10 @@ class KV(Protocol):
     def set(self, name: str, value: Any, ex: Any = None, nx: bool = False) -> Any: ...
     def get(self, name: str) -> Any: ...
     def zadd(self, name: str, mapping: Any) -> Any: ...
+    def hincrbyfloat(self, name: str, key: str, amount: float = 1.0) -> Any: ...
+    def sadd(self, name: str, *values: Any) -> Any: ...
+    def scard(self, name: str) -> Any: ...
+    def delete(self, *names: str) -> Any: ...
 
 
 class MemoryKV:
@@ -44,6 +47,7 @@ class MemoryKV:
         self._lists: dict[str, list[str]] = defaultdict(list)
         self._strings: dict[str, tuple[str, float | None]] = {}
         self._zsets: dict[str, dict[str, float]] = defaultdict(dict)
+        self._sets: dict[str, set[str]] = defaultdict(set)
 
     def hset(self, name: str, key: str | None = None, value: Any = None, mapping: Any = None) -> int:
         with self._lock:
@@ -62,6 +66,29 @@ class MemoryKV:
             value = int(self._hashes[name].get(key, 0)) + amount
             self._hashes[name][key] = str(value)
             return value
+
+    def hincrbyfloat(self, name: str, key: str, amount: float = 1.0) -> float:
+        with self._lock:
+            value = float(self._hashes[name].get(key, 0)) + amount
+            self._hashes[name][key] = repr(value)
+            return value
+
+    def sadd(self, name: str, *values: Any) -> int:
+        with self._lock:
+            before = len(self._sets[name])
+            self._sets[name].update(str(v) for v in values)
+            return len(self._sets[name]) - before
+
+    def scard(self, name: str) -> int:
+        with self._lock:
+            return len(self._sets.get(name, ()))
+
+    def delete(self, *names: str) -> int:
+        with self._lock:
+            return sum(
+                bool(store.pop(n, None)) for n in names
+                for store in (self._hashes, self._lists, self._strings, self._zsets, self._sets)
+            )
 
     def rpush(self, name: str, *values: Any) -> int:
         with self._lock:
@@ -135,9 +162,10 @@ class RunState:
 
     def step_succeeded(self, run_id: str, step: Step, usage: dict[str, float], reused: bool) -> None:
         started = float(self.run(run_id).get(f"{step}.started") or 0)
+        self.add_usage(run_id, step, usage)
         fields: dict[str, Any] = {
             f"{step}.status": "succeeded", f"{step}.ended": time.time(), f"{step}.reused": int(reused),
-            f"{step}.usage": json.dumps(usage), "updated": time.time(),
+            "updated": time.time(),
         }
         if started:
             fields[f"{step}.duration"] = round(time.time() - started, 3)
@@ -152,6 +180,24 @@ class RunState:
             f"{event.step}.traceback": traceback, "error": f"{event.step} failed: {event.message}",
             "updated": time.time(),
         })
+
+    def add_usage(self, run_id: str, step: Step, usage: dict[str, float]) -> None:
+        for name, amount in usage.items():
+            if amount:
+                self.kv.hincrbyfloat(keys.run_key(run_id), f"{step}.usage.{name}", amount)
+
+    # --- fan-out ------------------------------------------------------------------------------------
+    def parts_opened(self, run_id: str, step: Step, total: int) -> None:
+        self.kv.hset(keys.run_key(run_id), mapping={f"{step}.parts": total, f"{step}.parts_done": 0})
+
+    def part_done(self, run_id: str, step: Step, input_hash: str, index: int) -> int:
+        """Mark a part stored; return how many distinct parts are. SADD then SCARD: the last part to
+        finish always sees the full count, so the join is never missed."""
+        key = keys.join_key(run_id, step, input_hash)
+        self.kv.sadd(key, index)
+        done = int(self.kv.scard(key))
+        self.kv.hset(keys.run_key(run_id), f"{step}.parts_done", done)
+        return done
 
     # --- events ------------------------------------------------------------------------------------
     def append_event(self, event: RunRequested | StepSucceeded | StepFailed) -> None:
@@ -174,6 +220,11 @@ class RunState:
 
     def mark_emitted(self, key: str) -> None:
         self.kv.set(key, "sent")
+
+    def release_emit(self, key: str) -> None:
+        """Give the lease back after a failed join, so a retry can take it at once."""
+        if self.emit_status(key) == "sending":
+            self.kv.delete(key)
 
 
 def _describe(error: BaseException) -> str:

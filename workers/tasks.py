@@ -13,7 +13,7 @@ from schemas.events import Step
 from schemas.post import FrontMatter
 from workers import keys
 from workers.retry import POLICIES
-from workers.runner import InEvent, Outcome, StepSpec, run_step
+from workers.runner import InEvent, Outcome, StepSpec, run_part, run_step
 from workers.runtime import Runtime
 from workers.settings import Settings
 from workers.steps import download as download_step
@@ -130,16 +130,19 @@ SPECS: dict[Step, StepSpec] = {
 
 
 def register_tasks(app: Any) -> None:
-    """One task per step on its own queue, with the step's time limits; acks late."""
+    """Per step, a task (and one for its parts) on the step's own queue, with its time limits; acks late."""
     for step in SPECS:
         policy = POLICIES[step]
+        options = dict(bind=True, time_limit=policy.time_limit, soft_time_limit=policy.soft_time_limit,
+                       acks_late=True, reject_on_worker_lost=True, ignore_result=True, shared=False)
 
         def task(self: Any, payload: dict[str, Any], _step: Step = step) -> str:
             return run_step(self, SPECS[_step], payload)
 
+        def part(self: Any, payload: dict[str, Any], index: int, _step: Step = step) -> str:
+            return run_part(self, SPECS[_step], payload, index)
+
         task.__name__ = task.__qualname__ = f"{step.value}_task"
-        app.task(
-            task, bind=True, name=keys.task_name(step),
-            time_limit=policy.time_limit, soft_time_limit=policy.soft_time_limit,
-            acks_late=True, reject_on_worker_lost=True, ignore_result=True, shared=False,
-        )
+        part.__name__ = part.__qualname__ = f"{step.value}_part_task"
+        app.task(task, name=keys.task_name(step), **options)
+        app.task(part, name=keys.part_task_name(step), **options)

@@ -11,7 +11,7 @@ from openai import Omit, omit
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel
 
-from workers.errors import PermanentError
+from workers.errors import PermanentError, Refused
 from workers.providers.openai_client import classify, make_client
 
 SETTING_PREFIX = "PRESSROOM_LLM"
@@ -68,7 +68,7 @@ class OpenAILLM:
         message = completion.choices[0].message
         if message.refusal:
             refusal = " ".join(message.refusal.split())[:200]
-            raise PermanentError(f"{self._what} refused to answer ({refusal}): review the input text")
+            raise Refused(f"{self._what} refused to answer ({refusal}): review the input text")
         if message.parsed is None:
             raise PermanentError(
                 f"{self._what} returned an empty answer for {schema.__name__}: check PRESSROOM_LLM_MODEL"

@@ -12,7 +12,7 @@ import time
 import openai
 import pydantic
 
-from workers.errors import PermanentError, TransientError
+from workers.errors import AnswerCutOff, PermanentError, Refused, TransientError
 
 _MAX_DETAIL = 200
 
@@ -36,18 +36,18 @@ def classify(exc: BaseException, *, what: str, setting_prefix: str) -> Transient
             f"{what} is unreachable ({_cause(exc)}): check that it is running and {p}_BASE_URL is right"
         )
     if isinstance(exc, openai.LengthFinishReasonError):
-        return PermanentError(
+        return AnswerCutOff(
             f"{what}: the answer hit the length limit before it was complete: "
             f"send less input per request or allow more output tokens"
         )
     if isinstance(exc, openai.ContentFilterFinishReasonError):
-        return PermanentError(f"{what}: the answer was stopped by the content filter: review the input text")
+        return Refused(f"{what}: the answer was stopped by the content filter: review the input text")
     if isinstance(exc, openai.APIStatusError):
         return _classify_status(exc, what=what, p=p)
     if isinstance(exc, openai.APIResponseValidationError):
         return PermanentError(f"{what} sent an answer the SDK cannot read: check {p}_BASE_URL")
     if isinstance(exc, pydantic.ValidationError):
-        return PermanentError(
+        return AnswerCutOff(
             f"{what}: the answer does not match the requested schema ({exc.error_count()} errors): "
             f"use a model/server that supports structured outputs ({p}_MODEL)"
         )
