@@ -86,11 +86,19 @@ class Section(Model):
     paragraphs: list[Paragraph]
 
 
+class TranslationProblem(Model):
+    """A paragraph the model would not or could not translate; it is marked in the post, never dropped."""
+
+    id: str
+    reason: str
+
+
 class Translation(Model):
     video_id: str
     model: str
     language: Literal["zh-Hans"] = "zh-Hans"
     sections: list[Section]
+    problems: list[TranslationProblem] = Field(default_factory=list)
 
     def paragraphs(self) -> list[Paragraph]:
         return [p for s in self.sections for p in s.paragraphs]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from schemas.artifacts import VideoSource
@@ -15,3 +17,7 @@ class RunSpec(Model):
     source: VideoSource
     defaults: FrontMatterDefaults = Field(default_factory=FrontMatterDefaults)
     out_dir: str | None = Field(default=None, description="a directory the post is also written to")
+    glossary_key: str | None = Field(default=None, description="object key of the channel's glossary (YAML)")
+    captions: Literal["off", "human", "auto"] = Field(
+        default="human", description="use the video's captions instead of transcription: human ones, or auto too"
+    )

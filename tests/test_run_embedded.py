@@ -52,8 +52,9 @@ def test_run_failure_is_one_clear_line(tmp_path: Path, simulator: str) -> None:
     assert result.stdout == ""
 
 
-def test_bad_source_is_one_clear_line(tmp_path: Path) -> None:
-    env = pressroom_env(PRESSROOM_DATA_DIR=str(tmp_path / "data"))
+def test_bad_source_is_one_clear_line(tmp_path: Path, simulator: str) -> None:
+    env = pressroom_env(PRESSROOM_DATA_DIR=str(tmp_path / "data"), PRESSROOM_TRANSCRIPTION_BASE_URL=simulator,
+                        PRESSROOM_LLM_BASE_URL=simulator)
     for source, expected in [(tmp_path / "missing.wav", "no such file"),
                              ("https://vimeo.com/123", "not a YouTube video URL")]:
         result = _run(source, tmp_path / "out", env)

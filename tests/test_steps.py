@@ -12,11 +12,19 @@ from pydantic import BaseModel
 
 from schemas.artifacts import Segment, Transcript, VideoMetadata
 from schemas.post import FrontMatterDefaults, TagSuggestion
-from workers.errors import PermanentError
+from workers.errors import AnswerCutOff, Refused
 from workers.providers.llm import LLMResult
 from workers.steps.paragraphs import build_paragraphs
 from workers.steps.tag import tag
-from workers.steps.translate import TranslationBatch, translate
+from workers.steps.translate import (
+    FAILED_MARK,
+    MAX_TRIES,
+    REFUSED_MARK,
+    TranslationBatch,
+    is_chinese,
+    plan_chunks,
+    translate,
+)
 
 
 class ScriptedLLM:
@@ -68,15 +76,23 @@ def test_paragraphs_break_at_speaker_turns() -> None:
 
 def test_translate_covers_every_paragraph_in_sections() -> None:
     llm = ScriptedLLM(_translate_all)
-    out = translate(_transcript(120), META, llm)
+    out = translate(_transcript(400), META, llm)
     paragraphs = out.translation.paragraphs()
     assert [p.translation for p in paragraphs] == [f"译文{p.id}" for p in paragraphs]
-    assert " ".join(p.source for p in paragraphs) == _transcript(120).text
-    assert len(llm.requests) == 1 and llm.requests[0]["title"] == "A Talk"
-    assert out.translation.sections[0].heading == "开场"
+    assert " ".join(p.source for p in paragraphs) == _transcript(400).text
+    assert len(llm.requests) == len(plan_chunks(build_paragraphs(_transcript(400).segments))) > 1
+    assert llm.requests[0]["title"] == "A Talk" and llm.requests[0]["previous"] == []
+    assert llm.requests[1]["previous"] == [p.source for p in paragraphs if p.id in
+                                           _ids_before(llm.requests[1]["paragraphs"][0]["id"], 2)]
+    assert out.translation.sections[0].heading == "开场" and out.translation.problems == []
 
 
-def test_translate_re_requests_only_the_missing_ids() -> None:
+def _ids_before(first: str, n: int) -> set[str]:
+    k = int(first[1:])
+    return {f"p{i:04d}" for i in range(k - n, k)}
+
+
+def test_translate_re_requests_missing_and_suspect_ids_with_the_reason() -> None:
     def drop_every_third(request: dict[str, Any], n: int) -> dict[str, Any]:
         full = _translate_all(request, n)
         if n == 1:
@@ -85,16 +101,57 @@ def test_translate_re_requests_only_the_missing_ids() -> None:
 
     llm = ScriptedLLM(drop_every_third)
     out = translate(_transcript(60), META, llm)
-    assert all(p.translation for p in out.translation.paragraphs())
-    first_ids = [p["id"] for p in llm.requests[0]["paragraphs"]]
-    assert [p["id"] for p in llm.requests[1]["paragraphs"]] == first_ids[::3]
-    assert "missing" in llm.requests[1]["note"]
+    assert all(p.translation == f"译文{p.id}" for p in out.translation.paragraphs())
+    first = [p["id"] for p in llm.requests[0]["paragraphs"]]
+    second = [p["id"] for p in llm.requests[1]["paragraphs"]]
+    dropped = first[::3]
+    assert set(dropped) <= set(second) < set(first)  # only the missing ones and their possible merge partners
+    assert f"{dropped[1]}: missing" in llm.requests[1]["note"]
+    assert "may hold the next paragraph" in llm.requests[1]["note"]
 
 
-def test_translate_fails_naming_ids_the_model_never_translates() -> None:
+def test_a_paragraph_the_model_never_translates_is_marked_not_dropped() -> None:
     llm = ScriptedLLM(lambda request, n: {"translations": [], "sections": []})
-    with pytest.raises(PermanentError, match="p0001"):
-        translate(_transcript(5), META, llm)
+    out = translate(_transcript(5), META, llm)
+    paragraphs = out.translation.paragraphs()
+    assert " ".join(p.source for p in paragraphs) == _transcript(5).text
+    assert all(p.translation == FAILED_MARK for p in paragraphs)
+    assert {pr.id for pr in out.translation.problems} == {p.id for p in paragraphs}
+    assert len(llm.requests) == MAX_TRIES
+
+
+def test_a_refusal_is_isolated_to_its_paragraph() -> None:
+    def refuse_bad(request: dict[str, Any], n: int) -> dict[str, Any]:
+        if any("topic 2" in p["text"] and "number 25" in p["text"] for p in request["paragraphs"]):
+            raise Refused("simulated refusal")
+        return _translate_all(request, n)
+
+    llm = ScriptedLLM(refuse_bad)
+    out = translate(_transcript(60), META, llm)
+    marked = [p for p in out.translation.paragraphs() if p.translation == REFUSED_MARK]
+    assert len(marked) == 1 and "number 25" in marked[0].source
+    assert [pr.id for pr in out.translation.problems] == [marked[0].id]
+    assert all(p.translation.startswith("译文") for p in out.translation.paragraphs() if p is not marked[0])
+
+
+def test_a_cut_off_answer_splits_the_batch() -> None:
+    answered: list[int] = []
+
+    def cut_big(request: dict[str, Any], n: int) -> dict[str, Any]:
+        if len(request["paragraphs"]) > 2:
+            raise AnswerCutOff("finish_reason=length")
+        answered.append(len(request["paragraphs"]))
+        return _translate_all(request, n)
+
+    llm = ScriptedLLM(cut_big)
+    out = translate(_transcript(60), META, llm)
+    assert all(p.translation == f"译文{p.id}" for p in out.translation.paragraphs())
+    assert sum(answered) == len(out.translation.paragraphs()) and max(answered) <= 2
+
+
+def test_chinese_check() -> None:
+    assert is_chinese("我们希望将 ChatGPT 作为一个第一方应用。") and is_chinese("【模拟】第1段译文")
+    assert not is_chinese("We want ChatGPT as a first party app.") and not is_chinese("")
 
 
 def test_tag_builds_front_matter_from_suggestion_and_defaults() -> None:

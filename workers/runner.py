@@ -43,7 +43,8 @@ class FanOut:
     """A step split into parts that run as separate tasks on the step's queue, then joined.
 
     plan writes what the parts share (e.g. audio chunks) and returns one JSON-able descriptor per part
-    (none: the join runs at once); part stores keys.part_key(prefix, i) and returns usage; join combines."""
+    (none: the join runs at once; the runner adds each one's "index"); part stores
+    keys.part_key(prefix, index) and returns usage; join combines the stored parts."""
 
     plan: Callable[[Runtime, InEvent, str, Path], list[dict[str, Any]]]
     part: Callable[[Runtime, InEvent, str, dict[str, Any], Path], dict[str, float]]
@@ -203,7 +204,8 @@ def _fan_out(d: Delivery, fanout: FanOut) -> str:
     if rt.store.exists(plan_key):
         plan = json.loads(rt.store.get_bytes(plan_key))
     else:
-        plan = d.guarded(lambda wd: fanout.plan(rt, event, d.prefix, wd))
+        parts = d.guarded(lambda wd: fanout.plan(rt, event, d.prefix, wd))
+        plan = [{**part, "index": i} for i, part in enumerate(parts)]
         if not rt.store.put_bytes(plan_key, json.dumps(plan).encode(), if_absent=True):
             plan = json.loads(rt.store.get_bytes(plan_key))  # a concurrent delivery planned first
     if not plan:

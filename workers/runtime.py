@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, cast
 
+from schemas.glossary import Glossary
+from schemas.run import RunSpec
 from workers.settings import Settings
 from workers.state import KV, MemoryKV, RunState
 from workers.storage import ObjectStore, open_store
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._glossaries: dict[str, Glossary] = {}
 
     @cached_property
     def store(self) -> ObjectStore:
@@ -33,6 +36,17 @@ class Runtime:
 
         client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
         return RunState(cast(KV, client))
+
+    def glossary(self, run: RunSpec) -> Glossary:
+        """The run's glossary (stored by content hash, so it is read once per process)."""
+        if not run.glossary_key:
+            return Glossary()
+        if run.glossary_key not in self._glossaries:
+            from workers.glossary import parse_glossary
+
+            self._glossaries[run.glossary_key] = parse_glossary(self.store.get_bytes(run.glossary_key),
+                                                                run.glossary_key)
+        return self._glossaries[run.glossary_key]
 
     @cached_property
     def transcriber(self) -> Transcriber:

@@ -12,6 +12,7 @@ from schemas.artifacts import DownloadArtifact, Transcript, Translation
 from schemas.events import Step
 from schemas.post import FrontMatter
 from workers import keys
+from workers.fanouts import TRANSLATE
 from workers.retry import POLICIES
 from workers.runner import InEvent, Outcome, StepSpec, run_part, run_step
 from workers.runtime import Runtime
@@ -57,15 +58,6 @@ def _transcribe(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outc
     return Outcome({"transcript": prefix + "transcript.json"}, {"audio_seconds": result.audio_seconds})
 
 
-def _translate(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
-    dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
-    transcript = get_model(rt.store, event.artifacts["transcript"], Transcript)
-    out = translate_step.translate(transcript, dl.metadata, rt.llm)
-    put_model(rt.store, prefix + "translation.json", out.translation, if_absent=True)
-    return Outcome({"translation": prefix + "translation.json"},
-                   {"input_tokens": out.input_tokens, "output_tokens": out.output_tokens})
-
-
 def _tag(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
     dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
     translation = get_model(rt.store, event.artifacts["translation"], Translation)
@@ -89,13 +81,15 @@ def _publish(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome
     return Outcome({"post": keys.post_key(name)})
 
 
-def _fp(*artifacts: str, settings: tuple[str, ...] = (), version: str = "") -> Any:
-    """Fingerprint = the input artifacts' keys (which carry their own hashes) + what changes the output."""
+def _fp(*artifacts: str, settings: tuple[str, ...] = (), version: str = "", run: tuple[str, ...] = ()) -> Any:
+    """Fingerprint = the input artifacts' keys (which carry their own hashes) + what changes the output:
+    settings, prompt version, and run options such as the glossary (stored by content hash)."""
 
     def fingerprint(event: InEvent, s: Settings) -> dict[str, Any]:
         return {
             "inputs": {a: event.artifacts.get(a) for a in artifacts},
             "settings": {name: getattr(s, name) for name in settings},
+            "run": {name: getattr(event.run, name) for name in run},
             "version": version,
         }
 
@@ -122,8 +116,8 @@ SPECS: dict[Step, StepSpec] = {
     Step.transcribe: StepSpec(Step.transcribe, {"transcript": "transcript.json"},
                               _fp("audio", settings=("transcription_model",)), _transcribe),
     Step.translate: StepSpec(Step.translate, {"translation": "translation.json"},
-                             _fp("transcript", "download", settings=("llm_model",),
-                                 version=translate_step.PROMPT_VERSION), _translate),
+                             _fp("transcript", "download", settings=("llm_model",), run=("glossary_key",),
+                                 version=translate_step.PROMPT_VERSION), fanout=TRANSLATE),
     Step.tag: StepSpec(Step.tag, {"front_matter": "front_matter.json"}, _tag_fp, _tag),
     Step.publish: StepSpec(Step.publish, {"post": "post.md"}, _publish_fp, _publish, reusable=False),
 }

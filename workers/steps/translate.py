@@ -1,28 +1,40 @@
-"""Translate: paragraphs → Simplified Chinese, grouped into sections with short Chinese headings."""
+"""Translate: paragraphs → Simplified Chinese in chunks that can be worked in parallel, checked so no
+line is lost: every id exactly once, non-empty, in Chinese. Missing, doubled or merged ids are asked
+for again with what was wrong; a cut-off answer splits its batch; a refusal marks its paragraph."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from pydantic import Field
 
-from schemas.artifacts import Paragraph, Section, Transcript, Translation, VideoMetadata
+from schemas.artifacts import Chapter, Paragraph, Section, Transcript, Translation, TranslationProblem, VideoMetadata
 from schemas.base import Model
-from workers.errors import PermanentError
+from schemas.glossary import Glossary
+from workers.errors import AnswerCutOff, PermanentError, Refused
+from workers.glossary import relevant_terms
 from workers.providers.llm import LLM
 from workers.steps.paragraphs import build_paragraphs
 
-PROMPT_VERSION = "translate-v1"
-BATCH_PARAGRAPHS = 40
-MAX_REPAIRS = 2
+PROMPT_VERSION = "translate-v2"
+CHUNK_WORDS = 600  # English words per part task: small enough to answer well, big enough for context
+MAX_TRIES = 3  # requests per paragraph before it is marked for a human
+REFUSED_MARK = "【待人工翻译】模型拒绝翻译此段，原文见下。"
+FAILED_MARK = "【待人工翻译】模型多次未能给出此段的译文，原文见下。"
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
 
 SYSTEM = """You translate English tech talks and podcasts into fluent, natural Simplified Chinese for a \
-Chinese tech blog. Translate every paragraph you are given, each on its own, keeping its id; never merge, \
-split, skip or summarise paragraphs. Keep product, company and person names in their usual English form. \
-Drop filler words (um, uh, you know) and false starts. Also group the paragraphs into topical sections: \
-give the id of each section's first paragraph and a short Chinese heading (4–16 characters); the first \
-paragraph always starts a section."""
+Chinese tech blog. You get JSON: the talk's title and description, a glossary, the paragraphs just \
+before this part (context only, do not translate them), and the paragraphs to translate. Translate \
+every paragraph on its own, keeping its id: exactly one item per id, never merged, split, skipped or \
+summarised. Use the glossary's spellings and Chinese renderings; keep other product, company and \
+person names in their usual form. Drop filler words (um, uh, you know) and false starts. Also mark \
+where a new topic starts: give the id of each paragraph that starts a topical section and a short \
+Chinese heading (4–16 characters) for it."""
 
 
 class ParagraphTranslation(Model):
@@ -40,17 +52,53 @@ class TranslationBatch(Model):
     sections: list[SectionStart]
 
 
-@dataclass
-class TranslateOutput:
-    translation: Translation
+class ChapterHeadings(Model):
+    headings: list[str] = Field(description="each chapter title as a short Chinese heading, in order")
+
+
+class ChunkContext(Model):
+    title: str
+    description: str = ""
+    previous: list[str] = Field(default_factory=list, description="English of the paragraphs just before")
+
+
+class ChunkResult(Model):
+    """What one part stores: translations by id, section starts, and problems (marked, never dropped)."""
+
+    translations: dict[str, str]
+    headings: dict[str, str] = Field(default_factory=dict)
+    problems: dict[str, str] = Field(default_factory=dict)
     input_tokens: int = 0
     output_tokens: int = 0
+    requests: int = 0
 
 
-def _request(metadata: VideoMetadata, batch: list[Paragraph], note: str = "") -> str:
-    payload = {
-        "title": metadata.title,
-        "description": metadata.description[:1500],
+def plan_chunks(paragraphs: list[Paragraph], words: int = CHUNK_WORDS) -> list[tuple[int, int]]:
+    """Index ranges [start, end) of consecutive paragraphs of about `words` English words each."""
+    ranges: list[tuple[int, int]] = []
+    start = count = 0
+    for i, p in enumerate(paragraphs):
+        count += len(p.source.split())
+        if count >= words:
+            ranges.append((start, i + 1))
+            start, count = i + 1, 0
+    if start < len(paragraphs):
+        ranges.append((start, len(paragraphs)))
+    return ranges
+
+
+def is_chinese(text: str) -> bool:
+    cjk = len(_CJK.findall(text))
+    return cjk > 0 and cjk >= 0.3 * (cjk + len(_LATIN.findall(text)) / 4)
+
+
+def _request(ctx: ChunkContext, glossary: Glossary, batch: list[Paragraph], note: str) -> str:
+    text = " ".join(p.source for p in batch)
+    payload: dict[str, object] = {
+        "title": ctx.title,
+        "description": ctx.description[:1000],
+        "glossary": [{"term": t.term, "zh": t.zh or t.term} for t in relevant_terms(text, glossary)],
+        "previous": ctx.previous,
         "paragraphs": [{"id": p.id, "text": p.source} for p in batch],
     }
     if note:
@@ -58,45 +106,148 @@ def _request(metadata: VideoMetadata, batch: list[Paragraph], note: str = "") ->
     return json.dumps(payload, ensure_ascii=False)
 
 
-def translate(transcript: Transcript, metadata: VideoMetadata, llm: LLM) -> TranslateOutput:
-    """Every paragraph comes back translated exactly once, or the step fails naming the ids."""
+def _budget(batch: list[Paragraph]) -> int:
+    """Output tokens to allow: Chinese runs ~2-3 tokens an English word, plus the JSON around it."""
+    return 3 * sum(len(p.source.split()) for p in batch) + 40 * len(batch) + 300
+
+
+def translate_chunk(llm: LLM, ctx: ChunkContext, paragraphs: list[Paragraph], glossary: Glossary) -> ChunkResult:
+    result = ChunkResult(translations={})
+    tries: Counter[str] = Counter()
+    work: deque[tuple[list[Paragraph], str]] = deque([(paragraphs, "")])
+    while work:
+        batch, note = work.popleft()
+        for p in batch:
+            tries[p.id] += 1
+        result.requests += 1
+        try:
+            answer = llm.parse(system=SYSTEM, user=_request(ctx, glossary, batch, note), schema=TranslationBatch,
+                               max_tokens=_budget(batch))
+        except (AnswerCutOff, Refused) as exc:
+            if len(batch) > 1:  # halve until the cut-off fits or the refused paragraph stands alone
+                work.extendleft([(batch[len(batch) // 2:], note), (batch[: len(batch) // 2], note)])
+            elif isinstance(exc, Refused):
+                result.problems[batch[0].id] = f"refused: {exc}"
+            elif tries[batch[0].id] < MAX_TRIES:
+                work.append((batch, "Your last answer was cut off; answer briefly."))
+            else:
+                result.problems[batch[0].id] = f"cut off: {exc}"
+            continue
+        result.input_tokens += answer.input_tokens
+        result.output_tokens += answer.output_tokens
+        retry, reasons = _check(batch, answer.value, result)
+        for s in answer.value.sections:
+            if s.heading.strip() and any(p.id == s.paragraph_id for p in batch):
+                result.headings.setdefault(s.paragraph_id, s.heading.strip())
+        again = [p for p in retry if tries[p.id] < MAX_TRIES]
+        for p in retry:
+            if tries[p.id] >= MAX_TRIES:
+                result.problems[p.id] = f"no usable translation after {MAX_TRIES} requests ({reasons[p.id]})"
+        if again:
+            wrong = "; ".join(f"{p.id}: {reasons[p.id]}" for p in again)
+            work.append((again, f"Your last answer had problems ({wrong}). Translate each of these paragraphs "
+                                "as its own item with its own id."))
+    return result
+
+
+def _check(batch: list[Paragraph], answer: TranslationBatch, result: ChunkResult
+           ) -> tuple[list[Paragraph], dict[str, str]]:
+    """Accept the good items; return the paragraphs to ask for again, with what was wrong with each."""
+    counts = Counter(t.id for t in answer.translations)
+    given = {t.id: t.zh.strip() for t in answer.translations}
+    reasons: dict[str, str] = {}
+    for i, p in enumerate(batch):
+        zh = given.get(p.id, "")
+        if counts[p.id] == 0:
+            reasons[p.id] = "missing"
+            if i > 0 and batch[i - 1].id in given:  # a missing id after a present one: likely merged into it
+                reasons.setdefault(batch[i - 1].id, "may hold the next paragraph's translation too")
+        elif counts[p.id] > 1:
+            reasons[p.id] = "given more than once"
+        elif not zh:
+            reasons[p.id] = "empty"
+        elif not is_chinese(zh):
+            reasons[p.id] = "not in Chinese"
+    for p in batch:
+        if p.id not in reasons:
+            result.translations[p.id] = given[p.id]
+        else:
+            result.translations.pop(p.id, None)
+    return [p for p in batch if p.id in reasons], reasons
+
+
+def assemble(video_id: str, model: str, paragraphs: list[Paragraph], parts: list[ChunkResult],
+             chapters: list[Chapter], chapter_headings: list[str]) -> Translation:
+    """Every paragraph, in order, into sections: the video's chapters when it has them, else the model's."""
+    translations: dict[str, str] = {}
+    headings: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    for part in parts:
+        translations.update(part.translations)
+        headings.update(part.headings)
+        problems.update(part.problems)
+    sections: list[Section] = []
+    chapter = -1
+    for p in paragraphs:
+        heading = None
+        if len(chapters) > 1:
+            here = max((i for i, c in enumerate(chapters) if c.start <= p.start + 0.5), default=0)
+            if here != chapter:
+                chapter = here
+                heading = chapter_headings[here] if here < len(chapter_headings) else chapters[here].title
+        else:
+            heading = headings.get(p.id)
+        if heading or not sections:
+            sections.append(Section(heading=heading or "开场", paragraphs=[]))
+        zh = translations.get(p.id)
+        if zh is None:
+            reason = problems.get(p.id, "no translation came back")
+            problems[p.id] = reason
+            zh = REFUSED_MARK if reason.startswith("refused") else FAILED_MARK
+        sections[-1].paragraphs.append(p.model_copy(update={"translation": zh}))
+    return Translation(video_id=video_id, model=model, sections=sections,
+                       problems=[TranslationProblem(id=i, reason=r) for i, r in problems.items()])
+
+
+def chapter_headings(llm: LLM, title: str, chapters: list[Chapter]) -> tuple[list[str], int, int]:
+    """The chapters' titles as Chinese headings (one small request); their own titles if that fails."""
+    if len(chapters) < 2:
+        return [], 0, 0
+    payload = json.dumps({"talk": title, "chapters": [c.title for c in chapters]}, ensure_ascii=False)
+    try:
+        answer = llm.parse(system="Turn each chapter title of this English talk into a short Simplified "
+                                  "Chinese section heading (4–16 characters), in order.",
+                           user=payload, schema=ChapterHeadings)
+    except (AnswerCutOff, Refused):
+        return [c.title for c in chapters], 0, 0
+    got = [h.strip() for h in answer.value.headings]
+    if len(got) != len(chapters) or not all(got):
+        got = [g or c.title for g, c in zip(got + [""] * len(chapters), chapters, strict=False)]
+    return got, answer.input_tokens, answer.output_tokens
+
+
+@dataclass
+class TranslateOutput:
+    translation: Translation
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+def translate(transcript: Transcript, metadata: VideoMetadata, llm: LLM, glossary: Glossary | None = None
+              ) -> TranslateOutput:
+    """The whole step in one process, chunk after chunk (the tasks run the chunks in parallel)."""
+    glossary = glossary or Glossary()
     paragraphs = build_paragraphs(transcript.segments)
     if not paragraphs:
         raise PermanentError(f"transcript of {transcript.video_id} has no text: is the audio silent?")
-    out = TranslateOutput(translation=Translation(video_id=transcript.video_id, model=llm.model, sections=[]))
-    zh: dict[str, str] = {}
-    starts: dict[str, str] = {}
-    for i in range(0, len(paragraphs), BATCH_PARAGRAPHS):
-        batch = paragraphs[i : i + BATCH_PARAGRAPHS]
-        wanted = batch
-        note = ""
-        for _ in range(1 + MAX_REPAIRS):
-            result = llm.parse(system=SYSTEM, user=_request(metadata, wanted, note), schema=TranslationBatch)
-            out.input_tokens += result.input_tokens
-            out.output_tokens += result.output_tokens
-            ids = {p.id for p in wanted}
-            for item in result.value.translations:
-                if item.id in ids and item.zh.strip() and item.id not in zh:
-                    zh[item.id] = item.zh.strip()
-            for s in result.value.sections:
-                if s.paragraph_id in ids and s.heading.strip():
-                    starts.setdefault(s.paragraph_id, s.heading.strip())
-            wanted = [p for p in wanted if p.id not in zh]
-            if not wanted:
-                break
-            note = "These paragraphs were missing or empty in your last answer; translate each one."
-        if wanted:
-            missing = ", ".join(p.id for p in wanted)
-            raise PermanentError(f"the model left paragraphs {missing} untranslated after {MAX_REPAIRS} repairs")
-    out.translation.sections = _sections(paragraphs, zh, starts)
-    return out
+    ctx = ChunkContext(title=metadata.title, description=metadata.description)
+    parts = [translate_chunk(llm, context_for(ctx, paragraphs, a), paragraphs[a:b], glossary)
+             for a, b in plan_chunks(paragraphs)]
+    headings, hin, hout = chapter_headings(llm, metadata.title, metadata.chapters)
+    translation = assemble(transcript.video_id, llm.model, paragraphs, parts, metadata.chapters, headings)
+    return TranslateOutput(translation, sum(p.input_tokens for p in parts) + hin,
+                           sum(p.output_tokens for p in parts) + hout)
 
 
-def _sections(paragraphs: list[Paragraph], zh: dict[str, str], starts: dict[str, str]) -> list[Section]:
-    sections: list[Section] = []
-    for p in paragraphs:
-        heading = starts.get(p.id)
-        if heading or not sections:
-            sections.append(Section(heading=heading or "正文", paragraphs=[]))
-        sections[-1].paragraphs.append(p.model_copy(update={"translation": zh[p.id]}))
-    return sections
+def context_for(ctx: ChunkContext, paragraphs: list[Paragraph], start: int, previous: int = 2) -> ChunkContext:
+    return ctx.model_copy(update={"previous": [p.source for p in paragraphs[max(0, start - previous):start]]})
