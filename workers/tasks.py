@@ -62,7 +62,7 @@ def _tag(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
     dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
     translation = get_model(rt.store, event.artifacts["translation"], Translation)
     source_url = dl.metadata.webpage_url or event.run.source.filename or event.run.source.uri
-    out = tag_step.tag(dl.metadata, translation, rt.llm, event.run.defaults, source_url)
+    out = tag_step.tag(dl.metadata, translation, rt.llm, event.run.defaults, source_url, rt.glossary(event.run))
     put_model(rt.store, prefix + "front_matter.json", out.front_matter, if_absent=True)
     return Outcome({"front_matter": prefix + "front_matter.json"},
                    {"input_tokens": out.input_tokens, "output_tokens": out.output_tokens})
@@ -101,7 +101,7 @@ def _download_fp(event: InEvent, settings: Settings) -> dict[str, Any]:
 
 
 def _tag_fp(event: InEvent, settings: Settings) -> dict[str, Any]:
-    base: dict[str, Any] = _fp("translation", "download", settings=("llm_model",),
+    base: dict[str, Any] = _fp("translation", "download", settings=("llm_model",), run=("glossary_key",),
                                version=tag_step.PROMPT_VERSION)(event, settings)
     return {**base, "defaults": event.run.defaults.model_dump()}
 
