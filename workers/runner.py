@@ -139,8 +139,8 @@ class Delivery:
         failed = StepFailed(run=self.event.run, artifacts=self.event.artifacts, step=self.step,
                             attempt=self.attempt, error_type=error_type, message=" ".join(message.split()))
         log.error("%s of run %s failed: %s", self.step, self.event.run_id, failed.message)
-        self.rt.state.step_failed(failed, trace)
         emit(self.task.app, self.rt.state, failed)
+        self.rt.state.step_failed(failed, trace)
         return "failed"
 
     def finish(self, outcome: Outcome, *, reused: bool = False, claimed: bool = False) -> str:
@@ -152,8 +152,8 @@ class Delivery:
             raise self.task.retry(countdown=EMIT_LEASE, max_retries=None)  # another delivery is mid-send
         done = StepSucceeded(run=self.event.run, artifacts={**self.event.artifacts, **outcome.artifacts},
                              step=self.step, attempt=self.attempt, reused=reused)
+        emit(self.task.app, state, done)  # the event is logged before the run can read as finished
         state.step_succeeded(self.event.run_id, self.step, outcome.usage, reused)
-        emit(self.task.app, state, done)
         state.mark_emitted(self.emit_key)
         return "reused" if reused else "succeeded"
 

@@ -26,6 +26,7 @@ class KV(Protocol):
 
     def hset(self, name: str, key: str | None = None, value: Any = None, mapping: Any = None) -> Any: ...
     def hgetall(self, name: str) -> Any: ...
+    def hget(self, name: str, key: str) -> Any: ...
     def hincrby(self, name: str, key: str, amount: int = 1) -> Any: ...
     def rpush(self, name: str, *values: Any) -> Any: ...
     def lrange(self, name: str, start: int, end: int) -> Any: ...
@@ -60,6 +61,10 @@ class MemoryKV:
     def hgetall(self, name: str) -> dict[str, str]:
         with self._lock:
             return dict(self._hashes.get(name, {}))
+
+    def hget(self, name: str, key: str) -> str | None:
+        with self._lock:
+            return self._hashes.get(name, {}).get(key)
 
     def hincrby(self, name: str, key: str, amount: int = 1) -> int:
         with self._lock:
@@ -161,7 +166,7 @@ class RunState:
         })
 
     def step_succeeded(self, run_id: str, step: Step, usage: dict[str, float], reused: bool) -> None:
-        started = float(self.run(run_id).get(f"{step}.started") or 0)
+        started = float(self.kv.hget(keys.run_key(run_id), f"{step}.started") or 0)
         self.add_usage(run_id, step, usage)
         fields: dict[str, Any] = {
             f"{step}.status": "succeeded", f"{step}.ended": time.time(), f"{step}.reused": int(reused),
