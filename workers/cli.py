@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     source, video_id = resolve_source(args.source, rt)
     mode = "embedded" if rt.settings.embedded else f"broker {rt.settings.broker_url}"
     with embedded_worker(app, rt.settings.embedded_concurrency) if rt.settings.embedded else nullcontext():
-        spec = submit(app, rt, source, video_id)
+        spec = submit(app, rt, source, video_id, glossary=args.glossary)
         print(f"run {spec.run_id}: {args.source} ({mode}, store {rt.settings.store_url})", file=sys.stderr)
         run = follow_run(rt.state, spec.run_id)
     if run.get("status") != "succeeded":
@@ -100,7 +100,7 @@ def _submit(args: argparse.Namespace) -> int:
         return _fail("submit needs PRESSROOM_BROKER_URL (redis://…) and workers; use `pressroom run` alone")
     for arg in args.sources:
         source, video_id = resolve_source(arg, rt)
-        print(submit(app, rt, source, video_id).run_id)
+        print(submit(app, rt, source, video_id, glossary=args.glossary).run_id)
     return 0
 
 
@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="turn one YouTube URL or media file into a post (embedded by default)")
     p.add_argument("source", help="YouTube URL or local audio/video file")
     p.add_argument("--out", help="directory the post is written to (default: PRESSROOM_OUT_DIR or ./out)")
+    p.add_argument("--glossary", type=Path, help="YAML glossary of the channel's names (PRESSROOM_GLOSSARY_FILE)")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("render-post", help="render a post given as JSON to markdown on stdout")
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("submit", help="submit sources to the distributed pipeline; prints run ids")
     p.add_argument("sources", nargs="+")
+    p.add_argument("--glossary", type=Path, help="YAML glossary of the channel's names (PRESSROOM_GLOSSARY_FILE)")
     p.set_defaults(func=_submit)
 
     p = sub.add_parser("status", help="show a run's steps and events")

@@ -10,13 +10,82 @@ from pydantic import TypeAdapter
 
 from schemas.artifacts import DownloadArtifact, Paragraph, Transcript
 from workers import keys
+from workers.glossary import correct, transcription_prompt
+from workers.providers.transcription import MAX_UPLOAD_BYTES, TranscriptionResult
 from workers.runner import FanOut, InEvent, Outcome
 from workers.runtime import Runtime
+from workers.steps import chunking
 from workers.steps import translate as tr
+from workers.steps.captions import captions_transcript, pick_captions
+from workers.steps.media import probe
 from workers.steps.paragraphs import build_paragraphs
 from workers.storage import get_model, put_model
 
 _PARAGRAPHS = TypeAdapter(list[Paragraph])
+
+
+# --- transcribe -----------------------------------------------------------------------------------
+TRANSCRIBE_VERSION = "transcribe-v2"
+
+
+def _transcribe_plan(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> list[dict[str, Any]]:
+    """Captions, when the run allows them, need no parts; otherwise audio chunks under the API's limits,
+    cut at silences, one part each (a short talk is one part on the whole file)."""
+    dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
+    if event.run.captions != "off" and pick_captions(dl.captions, allow_auto=event.run.captions == "auto"):
+        return []
+    audio = rt.store.get_file(dl.audio_key, workdir / "audio.m4a")
+    duration = dl.metadata.duration or probe(audio).duration
+    limit = chunking.max_chunk_seconds(chunking.CHUNK_BITRATE_BPS, model=rt.settings.transcription_model)
+    if duration <= limit and dl.audio_bytes < chunking.SIZE_MARGIN * MAX_UPLOAD_BYTES:
+        return [{"key": dl.audio_key, "start": 0.0, "end": duration}]
+    chunks = chunking.plan_chunks(duration, chunking.detect_silences(audio), max_seconds=limit)
+    parts = []
+    for chunk in chunks:
+        key = f"{prefix}chunks/{chunk.index:04d}.m4a"
+        if not rt.store.exists(key):
+            path = chunking.cut_chunk(audio, chunk, workdir / f"chunk-{chunk.index:04d}.m4a")
+            rt.store.put_file(key, path, content_type="audio/mp4")
+            path.unlink()
+        parts.append({"key": key, "start": chunk.start, "end": chunk.end})
+    return parts
+
+
+def _transcribe_part(rt: Runtime, event: InEvent, prefix: str, part: dict[str, Any], workdir: Path
+                     ) -> dict[str, float]:
+    dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
+    audio = rt.store.get_file(part["key"], workdir / "chunk.m4a")
+    prompt = transcription_prompt(rt.glossary(event.run), dl.metadata)
+    result = rt.transcriber.transcribe(audio, prompt=prompt, language=dl.metadata.language)
+    put_model(rt.store, keys.part_key(prefix, part["index"]), result, if_absent=True)
+    return {"audio_seconds": result.audio_seconds}
+
+
+def _transcribe_join(rt: Runtime, event: InEvent, prefix: str, plan: list[dict[str, Any]], workdir: Path
+                     ) -> Outcome:
+    dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
+    glossary = rt.glossary(event.run)
+    if plan:
+        results = [get_model(rt.store, keys.part_key(prefix, p["index"]), TranscriptionResult) for p in plan]
+        segments = chunking.merge_transcripts([
+            (chunking.Chunk(index=p["index"], start=p["start"], end=p["end"]), r.segments)
+            for p, r in zip(plan, results, strict=True)
+        ])
+        language = next((r.language for r in results if r.language), dl.metadata.language)
+        model = rt.settings.transcription_model
+    else:
+        key = pick_captions(dl.captions, allow_auto=event.run.captions == "auto")
+        assert key is not None
+        captions = captions_transcript(rt.store.get_file(key, workdir / Path(key).name), event.video_id)
+        segments, language, model = captions.segments, captions.language, captions.model
+    fixed = [s.model_copy(update={"text": correct(s.text, glossary)}) for s in segments]
+    transcript = Transcript(video_id=event.video_id, language=language, model=model,
+                            duration=dl.metadata.duration, segments=fixed)
+    put_model(rt.store, prefix + "transcript.json", transcript, if_absent=True)
+    return Outcome({"transcript": prefix + "transcript.json"}, {"segments": len(fixed)})
+
+
+TRANSCRIBE = FanOut(plan=_transcribe_plan, part=_transcribe_part, join=_transcribe_join)
 
 
 # --- translate ------------------------------------------------------------------------------------

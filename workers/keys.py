@@ -58,6 +58,10 @@ def upload_key(digest: str, filename: str) -> str:
     return f"uploads/{digest}/{filename}"
 
 
+def glossary_key(digest: str) -> str:
+    return f"glossaries/{digest}.yaml"
+
+
 def post_key(name: str) -> str:
     return f"posts/{name}"
 

@@ -53,11 +53,12 @@ class Runtime:
         from workers.providers.transcription import OpenAITranscriber
 
         url, key = self.settings.transcription_endpoint()
-        return OpenAITranscriber(url, key, self.settings.transcription_model, self.settings.transcription_timeout)
+        s = self.settings
+        return OpenAITranscriber(url, key, s.transcription_model, s.transcription_timeout, s.transcription_max_retries)
 
     @cached_property
     def llm(self) -> LLM:
         from workers.providers.llm import OpenAILLM
 
         url, key = self.settings.llm_endpoint()
-        return OpenAILLM(url, key, self.settings.llm_model, self.settings.llm_timeout)
+        return OpenAILLM(url, key, self.settings.llm_model, self.settings.llm_timeout, self.settings.llm_max_retries)

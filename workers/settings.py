@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -38,12 +39,22 @@ class Settings(BaseSettings):
     transcription_api_key: str | None = None
     transcription_model: str = "whisper-1"
     transcription_timeout: float = Field(default=600.0, gt=0)
+    transcription_max_retries: int = Field(
+        default=2, ge=0, description="quick in-request retries (429 with Retry-After, 5xx) before the step's own"
+    )
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     llm_model: str = "gpt-4.1-mini"
     llm_timeout: float = Field(default=180.0, gt=0)
+    llm_max_retries: int = Field(
+        default=3, ge=0, description="quick in-request retries (429 with Retry-After, 5xx) before the step's own"
+    )
 
     front_matter: FrontMatterDefaults = Field(default_factory=FrontMatterDefaults)
+    glossary_file: Path | None = Field(default=None, description="YAML glossary used when a run names none")
+    captions: Literal["off", "human", "auto"] = Field(
+        default="human", description="use a video's captions instead of paid transcription: human ones, or auto too"
+    )
 
     # Celery
     visibility_timeout: int = Field(default=7200, gt=0, description="seconds; above every step's time limit")

@@ -52,10 +52,24 @@ def resolve_source(arg: str, rt: Runtime) -> tuple[VideoSource, str]:
     raise PermanentError(f"{arg}: no such file, and not a YouTube URL; check the path or the link")
 
 
+def store_glossary(path: Path, rt: Runtime) -> str:
+    """Check a glossary file and store it by content, so every worker reads the same one."""
+    from workers.glossary import load_glossary
+
+    load_glossary(path)  # a bad glossary fails here, at submit, with a message naming the file
+    data = path.read_bytes()
+    key = keys.glossary_key(hashlib.sha256(data).hexdigest()[:16])
+    rt.store.put_bytes(key, data, if_absent=True)
+    return key
+
+
 def submit(app: Any, rt: Runtime, source: VideoSource, video_id: str, *,
-           defaults: FrontMatterDefaults | None = None, out_dir: str | None = None) -> RunSpec:
+           defaults: FrontMatterDefaults | None = None, out_dir: str | None = None,
+           glossary: Path | None = None) -> RunSpec:
+    glossary = glossary or rt.settings.glossary_file
     spec = RunSpec(run_id=new_run_id(), video_id=video_id, source=source,
-                   defaults=defaults or rt.settings.front_matter, out_dir=out_dir)
+                   defaults=defaults or rt.settings.front_matter, out_dir=out_dir,
+                   glossary_key=store_glossary(glossary, rt) if glossary else None, captions=rt.settings.captions)
     rt.state.create(spec)
     emit(app, rt.state, RunRequested(run=spec))
     return spec

@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from schemas.artifacts import DownloadArtifact, Transcript, Translation
+from schemas.artifacts import DownloadArtifact, Translation
 from schemas.events import Step
 from schemas.post import FrontMatter
 from workers import keys
-from workers.fanouts import TRANSLATE
+from workers.fanouts import TRANSCRIBE, TRANSCRIBE_VERSION, TRANSLATE
 from workers.retry import POLICIES
 from workers.runner import InEvent, Outcome, StepSpec, run_part, run_step
 from workers.runtime import Runtime
@@ -46,16 +46,6 @@ def _download(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcom
     put_model(rt.store, prefix + "download.json", artifact, if_absent=True)
     return Outcome({"audio": audio_key, "download": prefix + "download.json"},
                    {"audio_seconds": out.metadata.duration})
-
-
-def _transcribe(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
-    dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
-    audio = rt.store.get_file(dl.audio_key, workdir / Path(dl.audio_key).name)
-    result = rt.transcriber.transcribe(audio, language=dl.metadata.language)
-    transcript = Transcript(video_id=event.video_id, language=result.language, model=rt.transcriber.model,
-                            duration=result.duration, segments=result.segments)
-    put_model(rt.store, prefix + "transcript.json", transcript, if_absent=True)
-    return Outcome({"transcript": prefix + "transcript.json"}, {"audio_seconds": result.audio_seconds})
 
 
 def _tag(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
@@ -114,7 +104,9 @@ SPECS: dict[Step, StepSpec] = {
     Step.download: StepSpec(Step.download, {"audio": "audio.m4a", "download": "download.json"},
                             _download_fp, _download),
     Step.transcribe: StepSpec(Step.transcribe, {"transcript": "transcript.json"},
-                              _fp("audio", settings=("transcription_model",)), _transcribe),
+                              _fp("audio", "download", settings=("transcription_model",),
+                                  run=("glossary_key", "captions"), version=TRANSCRIBE_VERSION),
+                              fanout=TRANSCRIBE),
     Step.translate: StepSpec(Step.translate, {"translation": "translation.json"},
                              _fp("transcript", "download", settings=("llm_model",), run=("glossary_key",),
                                  version=translate_step.PROMPT_VERSION), fanout=TRANSLATE),

@@ -41,10 +41,10 @@ class LLM(Protocol):
 class OpenAILLM:
     """Chat completions with strict JSON-schema structured outputs (`chat.completions.parse`)."""
 
-    def __init__(self, base_url: str, api_key: str, model: str, timeout: float) -> None:
+    def __init__(self, base_url: str, api_key: str, model: str, timeout: float, max_retries: int = 0) -> None:
         self.base_url = base_url
         self.model = model
-        self._client = make_client(base_url, api_key, timeout)
+        self._client = make_client(base_url, api_key, timeout, max_retries)
         self._what = f"LLM server {base_url} (model {model})"
 
     def parse(

@@ -17,9 +17,9 @@ from workers.errors import AnswerCutOff, PermanentError, Refused, TransientError
 _MAX_DETAIL = 200
 
 
-def make_client(base_url: str, api_key: str, timeout: float) -> openai.OpenAI:
+def make_client(base_url: str, api_key: str, timeout: float, max_retries: int = 0) -> openai.OpenAI:
     """An SDK client that never retries by itself (the step's retry policy does that, visibly)."""
-    return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
+    return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
 
 
 def classify(exc: BaseException, *, what: str, setting_prefix: str) -> TransientError | PermanentError:

@@ -73,10 +73,10 @@ def is_whisper(model: str) -> bool:
 class OpenAITranscriber:
     """Transcribes through any OpenAI-compatible /v1/audio/transcriptions endpoint."""
 
-    def __init__(self, base_url: str, api_key: str, model: str, timeout: float) -> None:
+    def __init__(self, base_url: str, api_key: str, model: str, timeout: float, max_retries: int = 0) -> None:
         self.base_url = base_url
         self.model = model
-        self._client = make_client(base_url, api_key, timeout)
+        self._client = make_client(base_url, api_key, timeout, max_retries)
         self._what = f"transcription server {base_url}"
 
     def transcribe(
@@ -117,7 +117,7 @@ class OpenAITranscriber:
         if size > MAX_UPLOAD_BYTES:
             raise PermanentError(
                 f"audio {audio.name} is {size / 1024 / 1024:.1f} MB, over the 25 MB upload limit of "
-                f"{self._what}: use a lower bitrate or shorter audio (chunking is not supported yet)"
+                f"{self._what}: the transcribe step cuts long audio into chunks below it; this file skipped that"
             )
         return size
 

@@ -112,13 +112,13 @@ def _budget(batch: list[Paragraph]) -> int:
 
 
 def translate_chunk(llm: LLM, ctx: ChunkContext, paragraphs: list[Paragraph], glossary: Glossary) -> ChunkResult:
+    """Ask until every paragraph has a good translation or has been marked; a bad answer for one paragraph
+    costs that paragraph a try, a cut-off answer halves its batch (and costs a lone paragraph a try)."""
     result = ChunkResult(translations={})
     tries: Counter[str] = Counter()
     work: deque[tuple[list[Paragraph], str]] = deque([(paragraphs, "")])
     while work:
         batch, note = work.popleft()
-        for p in batch:
-            tries[p.id] += 1
         result.requests += 1
         try:
             answer = llm.parse(system=SYSTEM, user=_request(ctx, glossary, batch, note), schema=TranslationBatch,
@@ -126,12 +126,15 @@ def translate_chunk(llm: LLM, ctx: ChunkContext, paragraphs: list[Paragraph], gl
         except (AnswerCutOff, Refused) as exc:
             if len(batch) > 1:  # halve until the cut-off fits or the refused paragraph stands alone
                 work.extendleft([(batch[len(batch) // 2:], note), (batch[: len(batch) // 2], note)])
-            elif isinstance(exc, Refused):
-                result.problems[batch[0].id] = f"refused: {exc}"
-            elif tries[batch[0].id] < MAX_TRIES:
+                continue
+            only = batch[0].id
+            tries[only] += 1
+            if isinstance(exc, Refused):
+                result.problems[only] = f"refused: {exc}"
+            elif tries[only] < MAX_TRIES:
                 work.append((batch, "Your last answer was cut off; answer briefly."))
             else:
-                result.problems[batch[0].id] = f"cut off: {exc}"
+                result.problems[only] = f"cut off: {exc}"
             continue
         result.input_tokens += answer.input_tokens
         result.output_tokens += answer.output_tokens
@@ -139,9 +142,12 @@ def translate_chunk(llm: LLM, ctx: ChunkContext, paragraphs: list[Paragraph], gl
         for s in answer.value.sections:
             if s.heading.strip() and any(p.id == s.paragraph_id for p in batch):
                 result.headings.setdefault(s.paragraph_id, s.heading.strip())
-        again = [p for p in retry if tries[p.id] < MAX_TRIES]
+        again = []
         for p in retry:
-            if tries[p.id] >= MAX_TRIES:
+            tries[p.id] += 1
+            if tries[p.id] < MAX_TRIES:
+                again.append(p)
+            else:
                 result.problems[p.id] = f"no usable translation after {MAX_TRIES} requests ({reasons[p.id]})"
         if again:
             wrong = "; ".join(f"{p.id}: {reasons[p.id]}" for p in again)
