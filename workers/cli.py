@@ -136,7 +136,7 @@ def _worker(args: argparse.Namespace) -> int:
     if unknown:
         return _fail(f"unknown queue {unknown[0]!r}: choose from {', '.join(Step.__members__)}")
     queues = ",".join(keys.QUEUES[Step(q)] for q in names)
-    argv = ["worker", "-Q", queues, "-n", f"{'+'.join(names)}@%h", "--loglevel", args.loglevel,
+    argv = ["worker", "-Q", queues, "-n", args.name or f"{'+'.join(names)}@%h", "--loglevel", args.loglevel,
             "-c", str(args.concurrency or rt.settings.worker_concurrency), "-P", args.pool]
     app.worker_main(argv)
     return 0
@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queues", default="download,transcribe,translate,tag,publish")
     p.add_argument("--concurrency", type=int, default=None)
     p.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
+    p.add_argument("--name", help="node name, unique per worker process (default: <queues>@<host>)")
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(func=_worker)
 
