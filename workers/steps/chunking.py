@@ -14,9 +14,7 @@ word times to dedupe by). Hard cuts are logged as warnings.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import re
 import subprocess
 import threading
@@ -31,7 +29,7 @@ from schemas.artifacts import Segment
 from schemas.base import Model
 from workers.errors import PermanentError
 from workers.providers.transcription import MAX_UPLOAD_BYTES, is_whisper
-from workers.steps.media import SPEECH_BITRATE, SPEECH_SAMPLE_RATE, _ffmpeg_input, _last_line, _run, probe
+from workers.steps.media import SPEECH_BITRATE, _ffmpeg_input, _last_line, probe, to_speech_m4a
 
 log = logging.getLogger(__name__)
 
@@ -228,24 +226,9 @@ def cut_chunk(audio: Path, chunk: Chunk, dest: Path) -> Path:
     if chunk.duration <= 0:
         raise ValueError(f"chunk {chunk.index} is empty ({chunk.start}-{chunk.end} s): nothing to cut")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    cmd = [
-        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        "-ss", f"{chunk.start:.6f}", "-t", f"{chunk.duration:.6f}", *_ffmpeg_input(audio),
-        "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1",
-        "-ac", "1", "-ar", str(SPEECH_SAMPLE_RATE), "-c:a", "aac", "-b:a", SPEECH_BITRATE,
-        "-movflags", "+faststart", "-f", "ipod", f"file:{tmp.resolve()}",
-    ]  # fmt: skip
-    proc = _run(cmd, timeout=max(_MIN_CUT_TIMEOUT, chunk.duration), what=f"{audio.name} chunk {chunk.index}")
-    if proc.returncode != 0 or not tmp.is_file():
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise PermanentError(
-            f"ffmpeg could not cut chunk {chunk.index} ({chunk.start:.1f}-{chunk.end:.1f} s) of {audio.name}: "
-            f"{_last_line(proc.stderr)}; run the download step again"
-        )
-    os.replace(tmp, dest)
-    return dest
+    return to_speech_m4a(audio, dest, start=chunk.start, length=chunk.duration,
+                         what=f"chunk {chunk.index} ({chunk.start:.1f}-{chunk.end:.1f} s) of {audio.name}",
+                         fix="run the download step again")
 
 
 def merge_transcripts(parts: list[tuple[Chunk, list[Segment]]]) -> list[Segment]:

@@ -157,27 +157,28 @@ def probe(path: Path) -> MediaProbe:
     )
 
 
-def to_speech_m4a(src: Path, dest: Path, *, duration: float = 0.0) -> Path:
-    """Convert the first audio stream to AAC mono 16 kHz 48 kbps, file to file (never in memory).
+def to_speech_m4a(src: Path, dest: Path, *, duration: float = 0.0, start: float | None = None,
+                  length: float | None = None, what: str | None = None,
+                  fix: str = f"upload one of {ACCEPTED_FORMATS}") -> Path:
+    """Convert the first audio stream (or the span start..start+length of it) to AAC mono 16 kHz 48 kbps,
+    file to file (never in memory). A span is re-encoded from an exact sample, not cut on AAC frames.
 
     Written to a temporary name and renamed, so dest is either complete or absent; src may equal dest.
     """
     tmp = dest.with_name(dest.name + ".part")
+    span = [] if start is None else ["-ss", f"{start:.6f}", *(["-t", f"{length:.6f}"] if length else [])]
     cmd = [
-        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *_ffmpeg_input(src),
+        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *span, *_ffmpeg_input(src),
         "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1",
         "-ac", "1", "-ar", str(SPEECH_SAMPLE_RATE), "-c:a", "aac", "-b:a", SPEECH_BITRATE,
         "-movflags", "+faststart", "-f", "ipod", f"file:{tmp.resolve()}",
     ]
-    timeout = max(_MIN_CONVERT_TIMEOUT, duration)  # AAC at 16 kHz mono runs far faster than real time
-    proc = _run(cmd, timeout=timeout, what=src.name)
+    timeout = max(_MIN_CONVERT_TIMEOUT, length or duration)  # AAC at 16 kHz mono runs far faster than real time
+    proc = _run(cmd, timeout=timeout, what=what or src.name)
     if proc.returncode != 0 or not tmp.is_file():
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise PermanentError(
-            f"ffmpeg could not convert {src.name} to m4a: {_last_line(proc.stderr)}; "
-            f"upload one of {ACCEPTED_FORMATS}"
-        )
+        raise PermanentError(f"ffmpeg could not convert {what or src.name} to m4a: {_last_line(proc.stderr)}; {fix}")
     os.replace(tmp, dest)
     return dest
 
