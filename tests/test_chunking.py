@@ -239,7 +239,7 @@ def test_cut_chunk_errors(talk: Path, tmp_path: Path) -> None:
         cut_chunk(talk, Chunk(index=0, start=1, end=1), tmp_path / "c.m4a")
     junk = tmp_path / "junk.m4a"
     junk.write_text("not audio\n")
-    with pytest.raises(PermanentError, match="could not cut chunk 0"):
+    with pytest.raises(PermanentError, match="could not convert chunk 0"):
         cut_chunk(junk, Chunk(index=0, start=0, end=1), tmp_path / "c.m4a")
     assert not list(tmp_path.glob("c.m4a*"))
 
