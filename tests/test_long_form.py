@@ -93,7 +93,7 @@ def test_captions_replace_transcription(tmp_path: Path, simulator: str) -> None:
     with embedded_worker(app, 2):
         rt.state.create(run)
         emit(app, rt.state, RunRequested(run=run))
-        final = follow_run(rt.state, run.run_id, timeout=60)
+        final = follow_run(rt.state, run.run_id, timeout=180)
     assert final["status"] == "succeeded", final
     assert final["download.reused"] == "1"
     transcript, step_dir = _transcript(tmp_path / "data" / "store")

@@ -142,20 +142,6 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate(args: argparse.Namespace) -> int:
-    from workers.providers.simulator import SimulatorConfig, serve
-
-    config = SimulatorConfig(
-        transcript_path=args.transcript, latency=args.latency, fault_429=args.fault_429,
-        fault_500=args.fault_500, fault_slow=args.fault_slow, slow_seconds=args.slow_seconds,
-        llm_tokens_per_second=args.tokens_per_second,
-        transcribe_seconds_per_audio_minute=args.transcribe_seconds_per_minute, seed=args.seed,
-    )
-    print(f"simulator on http://{args.host}:{args.port}/v1 (answers are labelled 【模拟】)", file=sys.stderr)
-    serve(args.port, config, host=args.host)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pressroom", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,26 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(func=_worker)
 
-    p = sub.add_parser("simulate", help="serve an OpenAI-compatible simulator on 127.0.0.1")
-    p.add_argument("--port", type=int, default=8099)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 inside a container)")
-    p.add_argument("--transcript", type=Path, default=None, help="text file the transcripts are made of")
-    p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
-    p.add_argument("--tokens-per-second", type=float, default=0.0, help="LLM output speed; 0 = instant")
-    p.add_argument("--transcribe-seconds-per-minute", type=float, default=0.0,
-                   help="transcription time per audio minute")
-    p.add_argument("--fault-429", type=float, default=0.0, help="share of answers that are 429")
-    p.add_argument("--fault-500", type=float, default=0.0, help="share of answers that are 500")
-    p.add_argument("--fault-slow", type=float, default=0.0, help="share of answers delayed by --slow-seconds")
-    p.add_argument("--slow-seconds", type=float, default=5.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_simulate)
+    # `simulate` is handed to the simulator's own parser (see main); listed here for --help
+    sub.add_parser("simulate", help="serve an OpenAI-compatible simulator on 127.0.0.1 (`simulate --help`)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from workers.errors import PressroomError
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:
+        from workers.providers.simulator import main as simulator_main
+
+        simulator_main(argv[1:], prog="pressroom simulate")
+        return 0
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -1,7 +1,8 @@
 """An OpenAI-compatible server that fakes transcription and chat, so the pipeline runs offline and in tests.
 
 Answers are deterministic (same audio → same transcript) and faults are drawn from random.Random(seed) in
-request order, so a failure seen once can be reproduced. Answer generation lives in simulator_fake.
+request order, so a failure seen once can be reproduced. Answer generation lives in simulator_fake, the
+defects of a bad translation (dropped, merged, empty, untranslated or cut-off items) in simulator_faults.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import random
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -19,7 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -31,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workers.errors import PermanentError
 from workers.providers import simulator_fake as fake
+from workers.providers import simulator_faults as tfaults
 from workers.providers.transcription import MAX_UPLOAD_BYTES, probe_duration
 
 MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4.1-mini", "gpt-4.1")
@@ -45,12 +48,19 @@ class SimulatorConfig(BaseModel):
     latency: float = Field(default=0.0, ge=0, description="seconds added to every request")
     transcribe_seconds_per_audio_minute: float = Field(default=0.0, ge=0)
     llm_tokens_per_second: float = Field(default=0.0, ge=0, description="0 = answer at once")
-    fault_429: float = Field(default=0.0, ge=0, le=1)
+    fault_429: float = Field(default=0.0, ge=0, le=1, description="answer 429 with a Retry-After header")
     retry_after: float = Field(default=1.0, ge=0, description="Retry-After seconds sent with a 429")
-    fault_500: float = Field(default=0.0, ge=0, le=1)
-    fault_slow: float = Field(default=0.0, ge=0, le=1)
+    fault_500: float = Field(default=0.0, ge=0, le=1, description="answer 500")
+    fault_slow: float = Field(default=0.0, ge=0, le=1, description="delay the answer by slow_seconds")
     slow_seconds: float = Field(default=5.0, ge=0)
     fault_refusal: float = Field(default=0.0, ge=0, le=1, description="chat answers with a refusal")
+    # per TranslationBatch request, each drawn independently; several can hit the same answer
+    fault_drop: float = Field(default=0.0, ge=0, le=1, description="translations omit ~20% of ids (≥1)")
+    fault_merge: float = Field(default=0.0, ge=0, le=1, description="two adjacent items come back as one")
+    fault_cutoff: float = Field(default=0.0, ge=0, le=1, description="JSON cut at 60%, finish_reason=length")
+    fault_empty: float = Field(default=0.0, ge=0, le=1, description="one item's zh is an empty string")
+    fault_english: float = Field(default=0.0, ge=0, le=1, description="one item's zh is the English source")
+    fault_refuse_paragraph: bool = Field(default=False, description="refuse any batch with a [[refuse]] paragraph")
     api_key: str | None = Field(default=None, description="if set, other bearer tokens get 401")
     seed: int = 0
 
@@ -68,11 +78,18 @@ class _Faults:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self._rng = random.Random(config.seed)
+        self._translation_rng = random.Random(f"{config.seed}:translation")  # keeps the stream above as it was
         self._lock = threading.Lock()
+        self.rates = {name: float(getattr(config, f"fault_{name}")) for name in tfaults.FAULTS}
 
     def draw(self) -> tuple[float, float, float, float]:
         with self._lock:
             return (self._rng.random(), self._rng.random(), self._rng.random(), self._rng.random())
+
+    def translation_seed(self) -> int:
+        """One seed per TranslationBatch request that passed the gate, in request order."""
+        with self._lock:
+            return self._translation_rng.getrandbits(64)
 
     async def gate(self, request: Request) -> tuple[Response | None, bool]:
         """Auth, latency and injected faults; returns (an error answer or None, refuse-this-chat)."""
@@ -155,7 +172,8 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
             return error(400, "'model' and a non-empty 'messages' list are required")
         if body.get("stream"):
             return error(400, "stream=true is not supported by the simulator")
-        answer = _chat_completion(body, messages, refuse, next(counter))
+        content, cut = _content(faults, body, messages, refuse)
+        answer = _chat_completion(body, messages, content, cut, next(counter))
         if config.llm_tokens_per_second:
             await asyncio.sleep(answer["usage"]["completion_tokens"] / config.llm_tokens_per_second)
         return JSONResponse(answer)
@@ -176,20 +194,34 @@ def _measure(upload: UploadFile) -> float:
         return round(probe_duration(path), 3)
 
 
+def _content(faults: _Faults, body: dict[str, Any], messages: list[Any], refuse: bool) -> tuple[str | None, bool]:
+    """The answer text (None = refuse) and whether a translation fault cut it off at the length limit."""
+    paragraphs = tfaults.translation_paragraphs(messages, body.get("response_format"))
+    if paragraphs is None:
+        return (None if refuse else fake.chat_answer(messages, body.get("response_format"))), False
+    seed = faults.translation_seed()  # drawn even when refused, so later batches keep their faults
+    if refuse or (faults.config.fault_refuse_paragraph and tfaults.trips_filter(paragraphs)):
+        return None, False
+    answer = tfaults.tamper(fake.chat_answer(messages, body.get("response_format")), paragraphs, faults.rates, seed)
+    return answer.content, answer.cut_off
+
+
 def _tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-def _chat_completion(body: dict[str, Any], messages: list[Any], refuse: bool, n: int) -> dict[str, Any]:
-    """A chat.completion object; output beyond max(_completion)_tokens is cut with finish_reason=length."""
+def _chat_completion(
+    body: dict[str, Any], messages: list[Any], content: str | None, cut: bool, n: int
+) -> dict[str, Any]:
+    """A chat.completion object (a refusal when content is None); output cut by the simulated length limit
+    (`cut`) or beyond max(_completion)_tokens ends with finish_reason=length, as the OpenAI API reports it."""
     prompt_tokens = sum(_tokens(fake.message_text(m)) for m in messages if isinstance(m, dict))
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
-    finish = "stop"
-    if refuse:
-        message["refusal"] = "【模拟】I'm sorry, I can't help with that request."
+    finish = "length" if cut else "stop"
+    if content is None:
+        message["refusal"] = tfaults.REFUSAL
         completion_tokens = _tokens(message["refusal"])
     else:
-        content = fake.chat_answer(messages, body.get("response_format"))
         completion_tokens = _tokens(content)
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if isinstance(limit, int) and completion_tokens > limit:
@@ -218,7 +250,8 @@ def serve(port: int, config: SimulatorConfig | None = None, host: str = "127.0.0
 @contextmanager
 def running_simulator(config: SimulatorConfig | None = None, port: int = 0) -> Iterator[str]:
     """Run the simulator on a background thread; yields its base URL ("http://127.0.0.1:PORT/v1")."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: only then does asyncio set TCP_NODELAY (else Nagle + delayed ACK cost 40 ms a request)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))  # bound here so port 0 resolves before the server starts
     port = sock.getsockname()[1]
@@ -250,14 +283,22 @@ def _wait_ready(url: str, thread: threading.Thread, timeout: float = 10.0) -> No
     raise RuntimeError(f"the simulator did not answer {url} within {timeout:g} s")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m workers.providers.simulator --port 8000`: a local stand-in for OPENAI_BASE_URL."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Serve the simulator: a local stand-in for OPENAI_BASE_URL whose answers are labelled 【模拟】."""
+    parser = argparse.ArgumentParser(prog=prog, description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 inside a container)")
+    parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--config", type=Path, help="JSON file with SimulatorConfig fields")
+    for name, field in SimulatorConfig.model_fields.items():  # each overrides the config file's value
+        annotation = next((a for a in get_args(field.annotation) if a is not type(None)), field.annotation)
+        kind: dict[str, Any] = {"action": "store_true"} if annotation is bool else {"type": annotation}
+        text = (field.description or "").replace("%", "%%")
+        parser.add_argument(f"--{name.replace('_', '-')}", default=None, help=text, **kind)
     args = parser.parse_args(argv)
-    config = SimulatorConfig.model_validate_json(args.config.read_text()) if args.config else None
+    config = SimulatorConfig.model_validate_json(args.config.read_text()) if args.config else SimulatorConfig()
+    flags = {n: getattr(args, n) for n in SimulatorConfig.model_fields if getattr(args, n) is not None}
+    config = SimulatorConfig.model_validate({**config.model_dump(), **flags})
+    print(f"simulator on http://{args.host}:{args.port}/v1 (answers are labelled 【模拟】)", file=sys.stderr)
     serve(args.port, config, host=args.host)
 
 

@@ -135,7 +135,9 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
 
 
 def fake_translation_batch(schema: dict[str, Any], user: str) -> dict[str, Any]:
-    """One marked "translation" per paragraph, in order, and a section start every 6 paragraphs."""
+    """One marked "translation" per paragraph, in order, and a section start every 6 paragraphs.
+
+    A paragraph's "translation" depends on its id and text alone, never on the rest of the batch."""
     props = _properties(schema, schema)
     request = _load_json(user)
     paragraphs = request.get("paragraphs") if isinstance(request, dict) else None
@@ -144,8 +146,7 @@ def fake_translation_batch(schema: dict[str, Any], user: str) -> dict[str, Any]:
     items = [p for p in paragraphs if isinstance(p, dict) and "id" in p]
     translation_schema = _items(props["translations"], schema)
     translations = [
-        fake_object(translation_schema, schema, {"id": str(p["id"]), "zh": _fake_zh(p, k)})
-        for k, p in enumerate(items, start=1)
+        fake_object(translation_schema, schema, {"id": str(p["id"]), "zh": fake_zh(p)}) for p in items
     ]
     overrides: dict[str, Any] = {"translations": translations}
     if "sections" in props:
@@ -259,10 +260,11 @@ def _items(array_schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]
     return _resolve(_resolve(array_schema, root).get("items", {}), root)
 
 
-def _fake_zh(paragraph: dict[str, Any], position: int) -> str:
-    """Unmistakably fake: the mark, the paragraph number (from its id) and the source's word count."""
+def fake_zh(paragraph: dict[str, Any]) -> str:
+    """Unmistakably fake: the mark, the paragraph number (the id's last digits, else the id itself) and the
+    source's word count: the same paragraph reads the same however it is batched."""
     digits = re.findall(r"\d+", str(paragraph["id"]))
-    number = int(digits[-1]) if digits else position
+    number = int(digits[-1]) if digits else str(paragraph["id"])
     return f"{MARK}第{number}段译文，原文{len(str(paragraph.get('text', '')).split())}个词。"
 
 

@@ -21,7 +21,7 @@ from workers.steps.paragraphs import build_paragraphs
 
 PROMPT_VERSION = "translate-v2"
 CHUNK_WORDS = 600  # English words per part task: small enough to answer well, big enough for context
-MAX_TRIES = 3  # requests per paragraph before it is marked for a human
+MAX_TRIES = 6  # bad answers for one paragraph before it is marked for a human
 REFUSED_MARK = "【待人工翻译】模型拒绝翻译此段，原文见下。"
 FAILED_MARK = "【待人工翻译】模型多次未能给出此段的译文，原文见下。"
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
