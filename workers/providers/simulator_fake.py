@@ -32,6 +32,9 @@ _PRODUCTS = ("ChatGPT", "GPT-4", "GPT-4o", "Claude", "Gemini", "Llama", "Whisper
 _MEDIA = ("YouTube", "Twitter", "Substack", "The Mythical Man-Month", "Wikipedia", "Reddit")
 _NAME = re.compile(r"(?<=[a-z,] )([A-Z][a-z]+(?: [A-Z][a-z']+)+)")
 _NOT_NAMES = {"The", "A", "An", "This", "That", "Mythical", "Man"}
+# product-like terms as a speech model spells them (ChatGPT, ChatGBT, GPT-5, GBT5): carried into the fake
+# Chinese and the fake tags, so a test can see whether a mis-hearing reached them
+_TERM = re.compile(r"(?<![\w-])(?:[A-Za-z]*[a-z][A-Z]\w*|[A-Z][A-Za-z]*-?\d\w*(?:\.\d+)*)(?![\w-])")
 
 
 # --- transcription ----------------------------------------------------------------------------------------
@@ -171,7 +174,9 @@ def fake_tag_suggestion(schema: dict[str, Any], user: str) -> dict[str, Any]:
         "tags": [t for t in dict.fromkeys(tags) if t] or ["simulated"],
         "people": people,
         "companies_orgs": [o for o in _ORGS if re.search(rf"\b{re.escape(o)}\b", text)],
-        "products_models": [p for p in _PRODUCTS if re.search(rf"\b{re.escape(p)}(?![\w-])", text)],
+        "products_models": list(dict.fromkeys(
+            [p for p in _PRODUCTS if re.search(rf"\b{re.escape(p)}(?![\w-])", text)]
+            + [t for t in _TERM.findall(text) if t not in _ORGS and t not in _MEDIA]))[:8],
         "media_books": [m for m in _MEDIA if m in text],
         "guest": people[0] if people else "",
     })  # fmt: skip
@@ -265,7 +270,10 @@ def fake_zh(paragraph: dict[str, Any]) -> str:
     source's word count: the same paragraph reads the same however it is batched."""
     digits = re.findall(r"\d+", str(paragraph["id"]))
     number = int(digits[-1]) if digits else str(paragraph["id"])
-    return f"{MARK}第{number}段译文，原文{len(str(paragraph.get('text', '')).split())}个词。"
+    text = str(paragraph.get("text", ""))
+    terms = list(dict.fromkeys(_TERM.findall(text)))[:3]
+    mentions = f"，提到 {'、'.join(terms)}" if terms else ""
+    return f"{MARK}第{number}段译文，原文{len(text.split())}个词{mentions}。"
 
 
 def _load_json(text: str) -> Any:
