@@ -178,3 +178,40 @@ def test_tag_builds_front_matter_from_suggestion_and_defaults() -> None:
 def test_batch_schema_is_strict() -> None:
     with pytest.raises(ValueError):
         TranslationBatch.model_validate({"translations": [{"id": "p1", "zh": "x", "extra": 1}], "sections": []})
+
+
+def test_tags_of_a_long_talk_come_from_all_of_it() -> None:
+    """Map-reduce: notes on every piece, then the front matter from the notes, not the first minutes."""
+    from schemas.artifacts import Paragraph, Section, Translation
+    from schemas.glossary import Glossary, GlossaryTerm
+    from workers.steps.tag import CONTEXT_CHARS, PartNotes
+
+    words = "word " * 150
+    paragraphs = [Paragraph(id=f"p{i:04d}", start=i, end=i + 1, source=f"Part {i}: {words}", translation="译")
+                  for i in range(400)]
+    paragraphs[-1] = paragraphs[-1].model_copy(update={"source": "At the very end we talk about Kora."})
+    translation = Translation(video_id="v", model="m", sections=[Section(heading="h", paragraphs=paragraphs)])
+    asked: list[tuple[str, dict[str, Any]]] = []
+
+    class MapReduceLLM:
+        model = "scripted"
+
+        def parse(self, *, system: str, user: str, schema: type[Any], max_tokens: int | None = None
+                  ) -> LLMResult[Any]:
+            request = json.loads(user)
+            asked.append((schema.__name__, request))
+            if schema is PartNotes:
+                named = ["Kora"] if "Kora" in request["transcript_part"] else []
+                return LLMResult(PartNotes(summary="s", topics=[], people=[], companies_orgs=named,
+                                           products_models=[], media_books=[]), 100, 10)
+            orgs = [o for n in request["notes_on_each_part"] for o in n["companies_orgs"]]
+            return LLMResult(TagSuggestion(title="标题", summary="摘要", tags=["x"], people=[], companies_orgs=orgs,
+                                           products_models=[], media_books=[], guest=""), 50, 5)
+
+    glossary = Glossary(terms=[GlossaryTerm(term="Quora", misheard=["Kora"])])
+    out = tag(META, translation, MapReduceLLM(), FrontMatterDefaults(), "src", glossary)
+    pieces = [r for name, r in asked if name == "PartNotes"]
+    assert len(pieces) >= 5 and all(len(p["transcript_part"]) <= CONTEXT_CHARS for p in pieces)
+    assert "".join(p["transcript_part"] for p in pieces).count("Part ") == 399
+    assert out.front_matter.companies_orgs == ["Quora"]  # found at the very end, in canonical spelling
+    assert out.input_tokens == 100 * len(pieces) + 50

@@ -112,7 +112,7 @@ def chat_answer(messages: list[dict[str, Any]], response_format: dict[str, Any] 
         name = spec.get("name", "")
         if name == "TranslationBatch":
             value = fake_translation_batch(schema, user)
-        elif name == "TagSuggestion":
+        elif name in {"TagSuggestion", "PartNotes"}:  # notes on a part of a long talk: the same entities
             value = fake_tag_suggestion(schema, user)
         else:
             value = fake_value(schema, schema)
