@@ -572,3 +572,22 @@ def test_ytdlp_path_runs_check_available(
     assert seen and seen[0]["id"] == "talk"
     assert not (work / "audio.m4a").exists()
     assert not list((work / dl.YTDLP_DIR).iterdir())
+
+
+def test_prepare_local_copies_audio_that_is_already_speech_aac(tmp_path: Path) -> None:
+    """A file already in the speech format (AAC mono 16 kHz, low bitrate) is copied, not re-encoded."""
+    from workers.steps.media import is_speech_aac, probe
+
+    src = tmp_path / "speech.m4a"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "sine=frequency=300:sample_rate=16000:duration=30", "-ac", "1", "-c:a", "aac", "-b:a", "24k",
+                    str(src)], check=True)
+    assert is_speech_aac(probe(src))
+    out = dl.prepare_local(src, tmp_path / "work", video_id="file-x")
+    copied = probe(out.audio_path)
+    assert copied.bit_rate == probe(src).bit_rate  # a re-encode would have made it 48 kbps
+    assert abs(copied.duration - 30) < 0.1 and copied.channels == 1 and copied.sample_rate == 16000
+    wav = tmp_path / "stereo.wav"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=duration=2",
+                    "-ac", "2", str(wav)], check=True)
+    assert not is_speech_aac(probe(wav))

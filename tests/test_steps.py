@@ -19,6 +19,7 @@ from workers.steps.tag import tag
 from workers.steps.translate import (
     FAILED_MARK,
     MAX_TRIES,
+    PREVIOUS_WORDS,
     REFUSED_MARK,
     TranslationBatch,
     is_chinese,
@@ -82,8 +83,8 @@ def test_translate_covers_every_paragraph_in_sections() -> None:
     assert " ".join(p.source for p in paragraphs) == _transcript(400).text
     assert len(llm.requests) == len(plan_chunks(build_paragraphs(_transcript(400).segments))) > 1
     assert llm.requests[0]["title"] == "A Talk" and llm.requests[0]["previous"] == []
-    assert llm.requests[1]["previous"] == [p.source for p in paragraphs if p.id in
-                                           _ids_before(llm.requests[1]["paragraphs"][0]["id"], 2)]
+    before = " ".join(p.source for p in paragraphs if p.id in _ids_before(llm.requests[1]["paragraphs"][0]["id"], 2))
+    assert llm.requests[1]["previous"] == [" ".join(before.split()[-PREVIOUS_WORDS:])]
     assert out.translation.sections[0].heading == "开场" and out.translation.problems == []
 
 

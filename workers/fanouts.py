@@ -25,36 +25,33 @@ _PARAGRAPHS = TypeAdapter(list[Paragraph])
 
 
 # --- transcribe -----------------------------------------------------------------------------------
-TRANSCRIBE_VERSION = "transcribe-v2"
+TRANSCRIBE_VERSION = "transcribe-v3"
 
 
 def _transcribe_plan(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> list[dict[str, Any]]:
-    """Captions, when the run allows them, need no parts; otherwise audio chunks under the API's limits,
-    cut at silences, one part each (a short talk is one part on the whole file)."""
+    """Captions, when the run allows them, need no parts; otherwise spans of the audio under the API's
+    limits, cut at silences, one part each (a short talk is one part on the whole file). Only the cut
+    points are found here; each part encodes its own span, so that work runs in parallel too."""
     dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
     if event.run.captions != "off" and pick_captions(dl.captions, allow_auto=event.run.captions == "auto"):
         return []
-    audio = rt.store.get_file(dl.audio_key, workdir / "audio.m4a")
-    duration = dl.metadata.duration or probe(audio).duration
     limit = chunking.max_chunk_seconds(chunking.CHUNK_BITRATE_BPS, model=rt.settings.transcription_model)
-    if duration <= limit and dl.audio_bytes < chunking.SIZE_MARGIN * MAX_UPLOAD_BYTES:
-        return [{"key": dl.audio_key, "start": 0.0, "end": duration}]
+    duration = dl.metadata.duration
+    if 0 < duration <= limit and dl.audio_bytes < chunking.SIZE_MARGIN * MAX_UPLOAD_BYTES:
+        return [{"start": 0.0, "end": duration, "whole": True}]
+    audio = rt.store.get_file(dl.audio_key, workdir / "audio.m4a")
+    duration = duration or probe(audio).duration
     chunks = chunking.plan_chunks(duration, chunking.detect_silences(audio), max_seconds=limit)
-    parts = []
-    for chunk in chunks:
-        key = f"{prefix}chunks/{chunk.index:04d}.m4a"
-        if not rt.store.exists(key):
-            path = chunking.cut_chunk(audio, chunk, workdir / f"chunk-{chunk.index:04d}.m4a")
-            rt.store.put_file(key, path, content_type="audio/mp4")
-            path.unlink()
-        parts.append({"key": key, "start": chunk.start, "end": chunk.end})
-    return parts
+    return [{"start": c.start, "end": c.end, "whole": len(chunks) == 1} for c in chunks]
 
 
 def _transcribe_part(rt: Runtime, event: InEvent, prefix: str, part: dict[str, Any], workdir: Path
                      ) -> dict[str, float]:
     dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
-    audio = rt.store.get_file(part["key"], workdir / "chunk.m4a")
+    audio = rt.store.get_file(dl.audio_key, workdir / "audio.m4a")
+    if not part["whole"]:
+        chunk = chunking.Chunk(index=part["index"], start=part["start"], end=part["end"])
+        audio = chunking.cut_chunk(audio, chunk, workdir / f"chunk-{part['index']:04d}.m4a")
     prompt = transcription_prompt(rt.glossary(event.run), dl.metadata)
     result = rt.transcriber.transcribe(audio, prompt=prompt, language=dl.metadata.language)
     put_model(rt.store, keys.part_key(prefix, part["index"]), result, if_absent=True)

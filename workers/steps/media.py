@@ -53,6 +53,7 @@ class MediaProbe:
     audio_codec: str | None = None
     channels: int | None = None
     sample_rate: int | None = None
+    bit_rate: int | None = None
     title: str | None = None
     chapters: list[Chapter] = field(default_factory=list)
 
@@ -152,14 +153,21 @@ def probe(path: Path) -> MediaProbe:
         audio_codec=first.get("codec_name"),
         channels=_int(first.get("channels")),
         sample_rate=_int(first.get("sample_rate")),
+        bit_rate=_int(first.get("bit_rate")),
         title=_tag(fmt.get("tags"), "title"),
         chapters=_chapters(data.get("chapters")),
     )
 
 
+def is_speech_aac(media: MediaProbe) -> bool:
+    """Already what to_speech_m4a makes (AAC, mono, 16 kHz, at most ~64 kbps): copy it, don't re-encode."""
+    return (media.audio_codec == "aac" and media.channels == 1 and media.sample_rate == SPEECH_SAMPLE_RATE
+            and media.bit_rate is not None and media.bit_rate <= 64_000)
+
+
 def to_speech_m4a(src: Path, dest: Path, *, duration: float = 0.0, start: float | None = None,
                   length: float | None = None, what: str | None = None,
-                  fix: str = f"upload one of {ACCEPTED_FORMATS}") -> Path:
+                  fix: str = f"upload one of {ACCEPTED_FORMATS}", copy: bool = False) -> Path:
     """Convert the first audio stream (or the span start..start+length of it) to AAC mono 16 kHz 48 kbps,
     file to file (never in memory). A span is re-encoded from an exact sample, not cut on AAC frames.
 
@@ -170,7 +178,8 @@ def to_speech_m4a(src: Path, dest: Path, *, duration: float = 0.0, start: float 
     cmd = [
         "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *span, *_ffmpeg_input(src),
         "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1",
-        "-ac", "1", "-ar", str(SPEECH_SAMPLE_RATE), "-c:a", "aac", "-b:a", SPEECH_BITRATE,
+        *(["-c:a", "copy"] if copy else
+          ["-ac", "1", "-ar", str(SPEECH_SAMPLE_RATE), "-c:a", "aac", "-b:a", SPEECH_BITRATE]),
         "-movflags", "+faststart", "-f", "ipod", f"file:{tmp.resolve()}",
     ]
     timeout = max(_MIN_CONVERT_TIMEOUT, length or duration)  # AAC at 16 kHz mono runs far faster than real time
@@ -194,7 +203,7 @@ def prepare_local(
             f"upload a file with sound ({ACCEPTED_FORMATS})"
         )
     workdir.mkdir(parents=True, exist_ok=True)
-    audio = to_speech_m4a(media_path, workdir / AUDIO_FILENAME, duration=src.duration)
+    audio = to_speech_m4a(media_path, workdir / AUDIO_FILENAME, duration=src.duration, copy=is_speech_aac(src))
     out = probe(audio)
     if out.duration <= 0:
         raise PermanentError(f"{media_path.name} has an empty audio stream; upload a file with sound")

@@ -19,8 +19,10 @@ from workers.glossary import relevant_terms
 from workers.providers.llm import LLM
 from workers.steps.paragraphs import build_paragraphs
 
-PROMPT_VERSION = "translate-v2"
-CHUNK_WORDS = 600  # English words per part task: small enough to answer well, big enough for context
+PROMPT_VERSION = "translate-v3"
+CHUNK_WORDS = 1000  # English words per part: big enough that instructions and context stay under ~30% of input
+DESCRIPTION_CHARS = 400  # the gist of the description; every request carries it
+PREVIOUS_WORDS = 80  # the tail of the paragraphs before the chunk, for continuity
 MAX_TRIES = 6  # bad answers for one paragraph before it is marked for a human
 REFUSED_MARK = "【待人工翻译】模型拒绝翻译此段，原文见下。"
 FAILED_MARK = "【待人工翻译】模型多次未能给出此段的译文，原文见下。"
@@ -96,7 +98,7 @@ def _request(ctx: ChunkContext, glossary: Glossary, batch: list[Paragraph], note
     text = " ".join(p.source for p in batch)
     payload: dict[str, object] = {
         "title": ctx.title,
-        "description": ctx.description[:1000],
+        "description": ctx.description[:DESCRIPTION_CHARS],
         "glossary": [{"term": t.term, "zh": t.zh or t.term} for t in relevant_terms(text, glossary)],
         "previous": ctx.previous,
         "paragraphs": [{"id": p.id, "text": p.source} for p in batch],
@@ -256,4 +258,6 @@ def translate(transcript: Transcript, metadata: VideoMetadata, llm: LLM, glossar
 
 
 def context_for(ctx: ChunkContext, paragraphs: list[Paragraph], start: int, previous: int = 2) -> ChunkContext:
-    return ctx.model_copy(update={"previous": [p.source for p in paragraphs[max(0, start - previous):start]]})
+    """The chunk's context: the last PREVIOUS_WORDS words of the paragraphs just before it."""
+    words = " ".join(p.source for p in paragraphs[max(0, start - previous):start]).split()
+    return ctx.model_copy(update={"previous": [" ".join(words[-PREVIOUS_WORDS:])] if words else []})
