@@ -12,11 +12,12 @@ from schemas.artifacts import (
     VideoSource,
 )
 from schemas.base import Model
-from schemas.events import Event, RunRequested, Step, StepFailed, StepSucceeded
+from schemas.events import AnyEvent, Event, RunRequested, RunSkipped, Step, StepFailed, StepSucceeded
 from schemas.post import FrontMatter, FrontMatterDefaults, Post, PostParagraph, PostSection, TagSuggestion
 from schemas.run import RunSpec
 
 __all__ = [
+    "AnyEvent",
     "Chapter",
     "DownloadArtifact",
     "Event",
@@ -28,6 +29,7 @@ __all__ = [
     "PostParagraph",
     "PostSection",
     "RunRequested",
+    "RunSkipped",
     "RunSpec",
     "Section",
     "Segment",

@@ -59,4 +59,13 @@ class StepFailed(_EventBase):
     message: str
 
 
-Event = Annotated[RunRequested | StepSucceeded | StepFailed, Field(discriminator="kind")]
+class RunSkipped(_EventBase):
+    """The video is outside its channel's filters (found out once its metadata is known)."""
+
+    kind: Literal["run.skipped"] = "run.skipped"
+    step: Step
+    reason: str
+
+
+AnyEvent = RunRequested | StepSucceeded | StepFailed | RunSkipped
+Event = Annotated[AnyEvent, Field(discriminator="kind")]

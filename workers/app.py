@@ -37,11 +37,12 @@ def create_app(settings: Settings) -> Any:
         worker_prefetch_multiplier=1,
         task_queues=[
             Queue(q, Exchange(q, type="direct"), routing_key=q)  # type: ignore[no-untyped-call]
-            for q in keys.QUEUES.values()
+            for q in [*keys.QUEUES.values(), keys.WATCH_QUEUE]
         ],
         task_default_queue=keys.QUEUES[Step.download],
         task_routes={
-            name: {"queue": keys.QUEUES[s]} for s in Step for name in (keys.task_name(s), keys.part_task_name(s))
+            **{name: {"queue": keys.QUEUES[s]} for s in Step for name in (keys.task_name(s), keys.part_task_name(s))},
+            keys.POLL_TASK: {"queue": keys.WATCH_QUEUE},
         },
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
@@ -52,8 +53,10 @@ def create_app(settings: Settings) -> Any:
     )
     app.pressroom = Runtime(settings)
     from workers.tasks import register_tasks
+    from workers.watch.tasks import register_watch_tasks
 
     register_tasks(app)
+    register_watch_tasks(app)
     return app
 
 

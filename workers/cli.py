@@ -132,10 +132,10 @@ def _worker(args: argparse.Namespace) -> int:
     if rt.settings.embedded:
         return _fail("a worker needs PRESSROOM_BROKER_URL=redis://…; `pressroom run` works without one")
     names = [q.strip() for q in args.queues.split(",") if q.strip()]
-    unknown = [q for q in names if q not in Step.__members__]
+    unknown = [q for q in names if q not in Step.__members__ and q != "watch"]
     if unknown:
-        return _fail(f"unknown queue {unknown[0]!r}: choose from {', '.join(Step.__members__)}")
-    queues = ",".join(keys.QUEUES[Step(q)] for q in names)
+        return _fail(f"unknown queue {unknown[0]!r}: choose from {', '.join(Step.__members__)}, watch")
+    queues = ",".join(keys.WATCH_QUEUE if q == "watch" else keys.QUEUES[Step(q)] for q in names)
     argv = ["worker", "-Q", queues, "-n", args.name or f"{'+'.join(names)}@%h", "--loglevel", args.loglevel,
             "-c", str(args.concurrency or rt.settings.worker_concurrency), "-P", args.pool]
     app.worker_main(argv)
@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(func=_worker)
 
+    from workers.watch.commands import add_watch_commands
+
+    add_watch_commands(sub)
     # `simulate` is handed to the simulator's own parser (see main); listed here for --help
     sub.add_parser("simulate", help="serve an OpenAI-compatible simulator on 127.0.0.1 (`simulate --help`)")
     return parser

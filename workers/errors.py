@@ -32,3 +32,7 @@ class AnswerCutOff(PermanentError):
 
 class Refused(PermanentError):
     """The model refused, or a content filter stopped it: the input itself is the problem."""
+
+
+class SkipRun(PressroomError):
+    """The video is outside the channel's filters (e.g. too short): the run ends as skipped, not failed."""

@@ -6,11 +6,11 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas.events import Event, RunRequested, Step, StepFailed, StepSucceeded
+from schemas.events import AnyEvent, Event, Step
 from workers import keys
 from workers.state import RunState
 
-EVENT: TypeAdapter[RunRequested | StepSucceeded | StepFailed] = TypeAdapter(Event)
+EVENT: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 
 # (event kind, step that emitted it) → the step it triggers
 ROUTES: dict[tuple[str, Step | None], Step] = {
@@ -22,11 +22,11 @@ ROUTES: dict[tuple[str, Step | None], Step] = {
 }
 
 
-def next_step(event: RunRequested | StepSucceeded | StepFailed) -> Step | None:
+def next_step(event: AnyEvent) -> Step | None:
     return ROUTES.get((event.kind, getattr(event, "step", None)))
 
 
-def emit(app: Any, state: RunState, event: RunRequested | StepSucceeded | StepFailed) -> Step | None:
+def emit(app: Any, state: RunState, event: AnyEvent) -> Step | None:
     """Record the event in the run's log and send the task it triggers, if any."""
     state.append_event(event)
     step = next_step(event)

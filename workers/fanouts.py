@@ -10,6 +10,7 @@ from pydantic import TypeAdapter
 
 from schemas.artifacts import DownloadArtifact, Paragraph, Transcript
 from workers import keys
+from workers.errors import SkipRun
 from workers.glossary import correct, transcription_prompt
 from workers.providers.transcription import MAX_UPLOAD_BYTES, TranscriptionResult
 from workers.runner import FanOut, InEvent, Outcome
@@ -24,6 +25,15 @@ from workers.storage import get_model, put_model
 _PARAGRAPHS = TypeAdapter(list[Paragraph])
 
 
+def check_duration(event: InEvent, duration: float) -> None:
+    """A channel's duration limits can only be checked once the video's metadata is known."""
+    run = event.run
+    if run.min_duration is not None and duration < run.min_duration:
+        raise SkipRun(f"{duration / 60:.1f} min is shorter than the channel's minimum {run.min_duration / 60:.1f} min")
+    if run.max_duration is not None and duration > run.max_duration:
+        raise SkipRun(f"{duration / 60:.1f} min is longer than the channel's maximum {run.max_duration / 60:.1f} min")
+
+
 # --- transcribe -----------------------------------------------------------------------------------
 TRANSCRIBE_VERSION = "transcribe-v3"
 
@@ -33,6 +43,7 @@ def _transcribe_plan(rt: Runtime, event: InEvent, prefix: str, workdir: Path) ->
     limits, cut at silences, one part each (a short talk is one part on the whole file). Only the cut
     points are found here; each part encodes its own span, so that work runs in parallel too."""
     dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
+    check_duration(event, dl.metadata.duration)  # before any paid work
     if event.run.captions != "off" and pick_captions(dl.captions, allow_auto=event.run.captions == "auto"):
         return []
     limit = chunking.max_chunk_seconds(chunking.CHUNK_BITRATE_BPS, model=rt.settings.transcription_model)

@@ -10,7 +10,7 @@ from typing import TextIO
 from schemas.events import Step
 from workers.state import RunState
 
-TERMINAL = {"succeeded", "failed"}
+TERMINAL = {"succeeded", "failed", "skipped"}
 
 
 def describe_step(run: dict[str, str], step: Step) -> str:

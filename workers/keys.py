@@ -19,6 +19,9 @@ def part_task_name(step: Step) -> str:
     return f"{PREFIX}.{step.value}.part"
 
 
+WATCH_QUEUE = f"{PREFIX}.watch"  # polling channels and WebSub notifications
+POLL_TASK = f"{PREFIX}.watch.poll"
+
 # --- Redis keys ------------------------------------------------------------------------------------
 def run_key(run_id: str) -> str:
     """Hash: the run's spec, status and per-step fields."""
@@ -45,6 +48,16 @@ def join_key(run_id: str, step: Step, input_hash: str) -> str:
     return f"{PREFIX}:join:{run_id}:{step.value}:{input_hash}"
 
 
+def seen_cache_key() -> str:
+    """Set: video ids already submitted (a cache of the seen/ markers in the object store)."""
+    return f"{PREFIX}:seen"
+
+
+def channel_state_key(channel_id: str) -> str:
+    """Hash: a channel's polling state: failures, next poll time, last error, last success."""
+    return f"{PREFIX}:channel:{channel_id}"
+
+
 # --- object-store keys ----------------------------------------------------------------------------
 def step_prefix(video_id: str, step: Step, input_hash: str) -> str:
     return f"videos/{video_id}/{step.value}/{input_hash}/"
@@ -60,6 +73,15 @@ def upload_key(digest: str, filename: str) -> str:
 
 def glossary_key(digest: str) -> str:
     return f"glossaries/{digest}.yaml"
+
+
+def seen_marker_key(video_id: str) -> str:
+    """The durable record that a video was submitted: it survives Redis losing its data."""
+    return f"seen/{video_id}.json"
+
+
+def tombstone_key(video_id: str) -> str:
+    return f"deleted/{video_id}.json"
 
 
 def post_key(name: str) -> str:

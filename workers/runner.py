@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from pydantic import ValidationError
 
-from schemas.events import RunRequested, Step, StepFailed, StepSucceeded
+from schemas.events import RunRequested, RunSkipped, Step, StepFailed, StepSucceeded
 from workers import keys
-from workers.errors import PressroomError, TransientError
+from workers.errors import PressroomError, SkipRun, TransientError
 from workers.events import EVENT, emit
 from workers.retry import POLICIES, RetryPolicy
 from workers.runtime import Runtime
@@ -127,6 +127,8 @@ class Delivery:
         except SoftTimeLimitExceeded as exc:
             raise _Stop(self.fail("TimeLimitExceeded", f"took longer than {policy.soft_time_limit}s; raise the "
                                   "step's time limit or split the input")) from exc
+        except SkipRun as exc:
+            raise _Stop(self.skip(str(exc))) from exc
         except (Retry, _Stop):
             raise
         except Exception as exc:
@@ -142,6 +144,13 @@ class Delivery:
         emit(self.task.app, self.rt.state, failed)
         self.rt.state.step_failed(failed, trace)
         return "failed"
+
+    def skip(self, reason: str) -> str:
+        log.info("run %s skipped at %s: %s", self.event.run_id, self.step, reason)
+        emit(self.task.app, self.rt.state, RunSkipped(run=self.event.run, artifacts=self.event.artifacts,
+                                                      step=self.step, reason=reason))
+        self.rt.state.run_skipped(self.event.run_id, self.step, reason)
+        return "skipped"
 
     def finish(self, outcome: Outcome, *, reused: bool = False, claimed: bool = False) -> str:
         """Record success and send the next event exactly once (under the emit lease)."""
@@ -164,8 +173,8 @@ def _delivery(task: Any, spec: StepSpec, payload: dict[str, Any]) -> Delivery | 
     except ValidationError as exc:  # a malformed message must not kill the worker or loop
         log.error("dropping malformed %s message: %s", spec.step, str(exc).splitlines()[0])
         return None
-    if isinstance(event, StepFailed):
-        log.error("dropping %s message carrying a failure event for run %s", spec.step, event.run_id)
+    if isinstance(event, StepFailed | RunSkipped):
+        log.error("dropping %s message carrying a final event for run %s", spec.step, event.run_id)
         return None
     rt: Runtime = task.app.pressroom
     digest = input_hash(spec.fingerprint(event, rt.settings))
@@ -225,8 +234,8 @@ def run_part(task: Any, spec: StepSpec, payload: dict[str, Any], index: int) -> 
     if d.emitted():
         return "duplicate"
     rt, event, fanout = d.rt, d.event, spec.fanout
-    if rt.state.run(event.run_id).get("status") == "failed":
-        return "run-failed"  # a sibling part failed the run; don't spend more on it
+    if rt.state.run(event.run_id).get("status") in {"failed", "skipped"}:
+        return "run-ended"  # a sibling part ended the run; don't spend more on it
     try:
         plan: list[dict[str, Any]] = json.loads(rt.store.get_bytes(d.prefix + "plan.json"))
         if not rt.store.exists(keys.part_key(d.prefix, index)):

@@ -56,10 +56,26 @@ class Settings(BaseSettings):
         default="human", description="use a video's captions instead of paid transcription: human ones, or auto too"
     )
 
+    # channel watching
+    channels_file: Path | None = Field(default=None, description="YAML list of the channels to watch")
+    feed_url_template: str = Field(
+        default="https://www.youtube.com/feeds/videos.xml?channel_id={channel_id}",
+        description="where a channel's feed is read; {channel_id} is replaced",
+    )
+    poll_interval: int = Field(default=900, ge=10, description="seconds between polls of each channel's feed")
+    poll_backoff_max: int = Field(default=6 * 3600, ge=60, description="longest wait after a channel's feed fails")
+
     # Celery
     visibility_timeout: int = Field(default=7200, gt=0, description="seconds; above every step's time limit")
     worker_concurrency: int = Field(default=2, ge=1)
     embedded_concurrency: int = Field(default=4, ge=1)
+
+    @field_validator("feed_url_template")
+    @classmethod
+    def _feed_template(cls, v: str) -> str:
+        if "{channel_id}" not in v or urlparse(v.replace("{channel_id}", "x")).scheme not in {"http", "https"}:
+            raise ValueError(f"{v!r} must be an http(s) URL containing {{channel_id}}")
+        return v
 
     @field_validator("broker_url", "redis_url")
     @classmethod

@@ -13,12 +13,12 @@ from typing import Any, Literal, Protocol
 
 from pydantic import TypeAdapter
 
-from schemas.events import Event, RunRequested, Step, StepFailed, StepSucceeded
+from schemas.events import AnyEvent, Event, Step, StepFailed
 from schemas.run import RunSpec
 from workers import keys
 
 _EVENT = TypeAdapter(Event)
-RunStatus = Literal["queued", "running", "retrying", "succeeded", "failed"]
+RunStatus = Literal["queued", "running", "retrying", "succeeded", "failed", "skipped"]
 
 
 class KV(Protocol):
@@ -33,9 +33,11 @@ class KV(Protocol):
     def set(self, name: str, value: Any, ex: Any = None, nx: bool = False) -> Any: ...
     def get(self, name: str) -> Any: ...
     def zadd(self, name: str, mapping: Any) -> Any: ...
+    def zrange(self, name: str, start: int, end: int) -> Any: ...
     def hincrbyfloat(self, name: str, key: str, amount: float = 1.0) -> Any: ...
     def sadd(self, name: str, *values: Any) -> Any: ...
     def scard(self, name: str) -> Any: ...
+    def sismember(self, name: str, value: Any) -> Any: ...
     def delete(self, *names: str) -> Any: ...
 
 
@@ -84,6 +86,10 @@ class MemoryKV:
             self._sets[name].update(str(v) for v in values)
             return len(self._sets[name]) - before
 
+    def sismember(self, name: str, value: Any) -> bool:
+        with self._lock:
+            return str(value) in self._sets.get(name, ())
+
     def scard(self, name: str) -> int:
         with self._lock:
             return len(self._sets.get(name, ()))
@@ -121,6 +127,12 @@ class MemoryKV:
             if current is None or (current[1] is not None and current[1] < time.monotonic()):
                 return None
             return current[0]
+
+    def zrange(self, name: str, start: int, end: int) -> list[str]:
+        with self._lock:
+            ordered = sorted(self._zsets.get(name, {}).items(), key=lambda kv: kv[1])
+            items = [k for k, _ in ordered]
+            return items[start:] if end == -1 else items[start : end + 1]
 
     def zadd(self, name: str, mapping: Any) -> int:
         with self._lock:
@@ -186,6 +198,12 @@ class RunState:
             "updated": time.time(),
         })
 
+    def run_skipped(self, run_id: str, step: Step, reason: str) -> None:
+        self.kv.hset(keys.run_key(run_id), mapping={
+            "status": "skipped", f"{step}.status": "skipped", f"{step}.ended": time.time(), "skipped": reason,
+            "updated": time.time(),
+        })
+
     def add_usage(self, run_id: str, step: Step, usage: dict[str, float]) -> None:
         for name, amount in usage.items():
             if amount:
@@ -205,10 +223,10 @@ class RunState:
         return done
 
     # --- events ------------------------------------------------------------------------------------
-    def append_event(self, event: RunRequested | StepSucceeded | StepFailed) -> None:
+    def append_event(self, event: AnyEvent) -> None:
         self.kv.rpush(keys.run_events_key(event.run_id), event.model_dump_json())
 
-    def events(self, run_id: str) -> list[RunRequested | StepSucceeded | StepFailed]:
+    def events(self, run_id: str) -> list[AnyEvent]:
         return [_EVENT.validate_json(_text(raw)) for raw in self.kv.lrange(keys.run_events_key(run_id), 0, -1)]
 
     def run(self, run_id: str) -> dict[str, str]:

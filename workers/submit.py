@@ -65,11 +65,15 @@ def store_glossary(path: Path, rt: Runtime) -> str:
 
 def submit(app: Any, rt: Runtime, source: VideoSource, video_id: str, *,
            defaults: FrontMatterDefaults | None = None, out_dir: str | None = None,
-           glossary: Path | None = None) -> RunSpec:
+           glossary: Path | None = None, **options: Any) -> RunSpec:
+    """Start a run. options are RunSpec fields (captions, channel_id, min_duration, max_duration)."""
     glossary = glossary or rt.settings.glossary_file
     spec = RunSpec(run_id=new_run_id(), video_id=video_id, source=source,
                    defaults=defaults or rt.settings.front_matter, out_dir=out_dir,
-                   glossary_key=store_glossary(glossary, rt) if glossary else None, captions=rt.settings.captions)
+                   glossary_key=store_glossary(glossary, rt) if glossary else None,
+                   **{"captions": rt.settings.captions, **options})
+    if source.kind == "youtube":  # a video an operator submits is one the watcher must not submit again
+        rt.store.put_bytes(keys.seen_marker_key(video_id), spec.model_dump_json().encode(), if_absent=True)
     rt.state.create(spec)
     emit(app, rt.state, RunRequested(run=spec))
     return spec

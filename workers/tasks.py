@@ -105,7 +105,8 @@ SPECS: dict[Step, StepSpec] = {
                             _download_fp, _download),
     Step.transcribe: StepSpec(Step.transcribe, {"transcript": "transcript.json"},
                               _fp("audio", "download", settings=("transcription_model",),
-                                  run=("glossary_key", "captions"), version=TRANSCRIBE_VERSION),
+                                  run=("glossary_key", "captions", "min_duration", "max_duration"),
+                                  version=TRANSCRIBE_VERSION),
                               fanout=TRANSCRIBE),
     Step.translate: StepSpec(Step.translate, {"translation": "translation.json"},
                              _fp("transcript", "download", settings=("llm_model",), run=("glossary_key",),
@@ -131,4 +132,5 @@ def register_tasks(app: Any) -> None:
         task.__name__ = task.__qualname__ = f"{step.value}_task"
         part.__name__ = part.__qualname__ = f"{step.value}_part_task"
         app.task(task, name=keys.task_name(step), **options)
-        app.task(part, name=keys.part_task_name(step), **options)
+        if SPECS[step].fanout is not None:
+            app.task(part, name=keys.part_task_name(step), **options)

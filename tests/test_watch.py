@@ -1,0 +1,147 @@
+"""Channel watching for real: feeds served over HTTP, `pressroom watch --once` in a subprocess, runs in
+Redis, the durable record of seen videos in the object store."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+
+from tests.harness import PRESSROOM, pressroom_env
+
+FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "youtube-feed-nasa.xml").read_text()
+NASA = "UCLA_DiR1FfKNvjuUpBHmylQ"
+BROKEN = "UC" + "x" * 22
+
+
+class Feeds:
+    """A tiny feed server: path → body; anything else 404."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, str] = {}
+        feeds = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                body = feeds.bodies.get(self.path)
+                self.send_response(200 if body else 404)
+                self.end_headers()
+                self.wfile.write((body or "not found").encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.template = f"http://127.0.0.1:{self.server.server_address[1]}/feeds/{{channel_id}}.xml"
+
+    def set(self, channel_id: str, xml: str) -> None:
+        self.bodies[f"/feeds/{channel_id}.xml"] = xml
+
+
+@pytest.fixture()
+def feeds() -> Iterator[Feeds]:
+    server = Feeds()
+    yield server
+    server.server.shutdown()
+
+
+def with_new_upload(xml: str, video_id: str, title: str) -> str:
+    """The feed with one more (newest) normal upload, as YouTube would show it."""
+    first = re.search(r" <entry>.*?</entry>\n", xml, re.S)
+    assert first
+    entry = re.sub(r"I_GUQdY01b0", video_id, first.group(0))
+    entry = re.sub(r"<title>[^<]*</title>", f"<title>{title}</title>", entry)
+    entry = re.sub(r"<published>[^<]*</published>", "<published>2026-11-28T09:00:00+00:00</published>", entry)
+    entry = re.sub(r'views="\d+"', 'views="12"', entry)
+    return xml.replace(first.group(0), entry + first.group(0), 1)
+
+
+def _env(tmp_path: Path, redis_url: str, feeds: Feeds) -> dict[str, str]:
+    return pressroom_env(PRESSROOM_BROKER_URL=redis_url, PRESSROOM_STORAGE_URL=str(tmp_path / "store"),
+                         PRESSROOM_CHANNELS_FILE=str(tmp_path / "channels.yaml"),
+                         PRESSROOM_FEED_URL_TEMPLATE=feeds.template,
+                         PRESSROOM_TRANSCRIPTION_BASE_URL="http://127.0.0.1:9/v1",
+                         PRESSROOM_LLM_BASE_URL="http://127.0.0.1:9/v1")
+
+
+def _pressroom(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PRESSROOM, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _watch_once(env: dict[str, str]) -> list[str]:
+    result = _pressroom(env, "watch", "--once")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_new_uploads_become_runs_once(tmp_path: Path, clean_redis: redis.Redis, redis_url: str,
+                                      feeds: Feeds) -> None:
+    env = _env(tmp_path, redis_url, feeds)
+    added = _pressroom(env, "channels", "add", NASA, "--name", "NASA", "--backfill", "2", "--speaker", "NASA")
+    assert added.returncode == 0, added.stderr
+    assert yaml.safe_load((tmp_path / "channels.yaml").read_text())["channels"][0]["defaults"]["speaker"] == "NASA"
+    feeds.set(NASA, FIXTURE)
+
+    first = _watch_once(env)
+    assert first == ["UbAsuvO-164", "I_GUQdY01b0"] or sorted(first) == ["I_GUQdY01b0", "UbAsuvO-164"]
+
+    feeds.set(NASA, with_new_upload(FIXTURE, "NEWvideo001", "A brand new talk"))
+    assert _watch_once(env) == ["NEWvideo001"]  # exactly the one new upload
+    assert _watch_once(env) == []  # nothing new: nothing submitted
+
+    runs = [r.decode() for r in clean_redis.zrange("pressroom:runs", 0, -1)]
+    assert len(runs) == 3
+    queued = clean_redis.llen("pressroom.download")
+    assert queued == 3  # each run's first task waits on the download queue
+
+    # Redis loses everything: the object store still knows what was submitted
+    clean_redis.flushdb()
+    assert _watch_once(env) == []
+    assert clean_redis.llen("pressroom.download") == 0
+
+    listed = _pressroom(env, "channels", "list")
+    assert listed.returncode == 0 and NASA in listed.stdout and "ok" in listed.stdout
+
+
+def test_a_failing_feed_backs_off_alone(tmp_path: Path, clean_redis: redis.Redis, redis_url: str,
+                                        feeds: Feeds) -> None:
+    env = _env(tmp_path, redis_url, feeds)
+    for channel, name in [(BROKEN, "Broken"), (NASA, "NASA")]:
+        assert _pressroom(env, "channels", "add", channel, "--name", name, "--backfill", "15").returncode == 0
+    feeds.set(NASA, FIXTURE)
+    result = _pressroom(env, "watch", "--once")
+    assert result.returncode == 0
+    submitted = result.stdout.split()
+    shorts = set(re.findall(r"/shorts/([\w-]{11})", FIXTURE))
+    live = {"yW-VAhqVJok"}  # the entry with 0 views
+    all_ids = re.findall(r"<yt:videoId>([\w-]{11})</yt:videoId>", FIXTURE)
+    assert set(submitted) == set(all_ids) - shorts - live and len(submitted) == 15 - len(shorts) - 1
+    assert f"channel {BROKEN}" in result.stderr and "404" in result.stderr
+    state = {k.decode(): v.decode() for k, v in clean_redis.hgetall(f"pressroom:channel:{BROKEN}").items()}
+    assert state["failures"] == "1" and "404" in state["last_error"]
+    listed = _pressroom(env, "channels", "list")
+    assert "failing ×1" in listed.stdout
+
+
+def test_an_operator_submit_counts_as_seen(tmp_path: Path, clean_redis: redis.Redis, redis_url: str,
+                                           feeds: Feeds) -> None:
+    env = _env(tmp_path, redis_url, feeds)
+    assert _pressroom(env, "channels", "add", NASA, "--backfill", "15").returncode == 0
+    feeds.set(NASA, FIXTURE)
+    manual = _pressroom(env, "submit", "https://www.youtube.com/watch?v=I_GUQdY01b0")
+    assert manual.returncode == 0, manual.stderr
+    assert "I_GUQdY01b0" not in _watch_once(env)
+
+
+def test_watch_without_a_channels_file_says_how_to_fix(tmp_path: Path, redis_url: str) -> None:
+    env = pressroom_env(PRESSROOM_BROKER_URL=redis_url, PRESSROOM_STORAGE_URL=str(tmp_path / "store"))
+    result = _pressroom(env, "watch", "--once")
+    assert result.returncode == 2 and "PRESSROOM_CHANNELS_FILE" in result.stderr

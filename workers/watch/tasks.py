@@ -1,0 +1,30 @@
+"""The periodic poll as a Celery task on its own queue; beat schedules it (`pressroom beat`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers import keys
+
+
+def register_watch_tasks(app: Any) -> None:
+    def poll(self: Any) -> dict[str, list[str]]:
+        """Poll the channels that are due; a failing channel waits out its own backoff."""
+        from workers.watch.channels_file import load_channels
+        from workers.watch.poller import Watcher
+
+        path = self.app.pressroom.settings.channels_file
+        if path is None:
+            return {}
+        results = Watcher(self.app, self.app.pressroom).poll(load_channels(path).channels, only_due=True)
+        return {r.channel_id: r.submitted for r in results}
+
+    app.task(poll, bind=True, name=keys.POLL_TASK, shared=False, ignore_result=True, acks_late=True,
+             expires=300)  # a tick that waited past the next one is dropped, not run twice
+    app.conf.beat_schedule = {
+        "poll-channels": {
+            "task": keys.POLL_TASK,
+            "schedule": float(min(60, app.pressroom.settings.poll_interval)),
+            "options": {"queue": keys.WATCH_QUEUE},
+        },
+    }
