@@ -29,7 +29,7 @@ class Feeds:
         feeds = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 body = feeds.bodies.get(self.path)
                 self.send_response(200 if body else 404)
                 self.end_headers()
