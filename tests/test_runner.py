@@ -133,3 +133,17 @@ def test_a_malformed_message_is_dropped_not_fatal(app: Any) -> None:
     task = app.tasks[keys.task_name(Step.transcribe)]
     assert task.apply(args=[{"kind": "step.succeeded", "junk": 1}]).result == "malformed"
     assert task.apply(args=[{}]).result == "malformed"
+
+
+def test_a_video_outside_its_channels_limits_is_skipped_not_failed(app: Any, tmp_path: Path,
+                                                                   clean_redis: redis.Redis) -> None:
+    rt = app.pressroom
+    source, video_id = resolve_source(str(make_audio(tmp_path / "short.wav", 8)), rt)
+    spec = submit(app, rt, source, video_id, channel_id="UC" + "a" * 22, min_duration=300.0)
+    assert _apply(app, Step.download, RunRequested(run=spec)).result == "succeeded"
+    downloaded = rt.state.events(spec.run_id)[-1]
+    assert _apply(app, Step.transcribe, downloaded).result == "skipped"
+    run = rt.state.run(spec.run_id)
+    assert run["status"] == "skipped" and "shorter than the channel's minimum 5.0 min" in run["skipped"]
+    assert event_trail(rt.state, spec.run_id)[-1] == "run.skipped:transcribe"
+    assert _queued(clean_redis, Step.translate) == []

@@ -34,5 +34,9 @@ class Refused(PermanentError):
     """The model refused, or a content filter stopped it: the input itself is the problem."""
 
 
+class NotAvailableYet(PermanentError):
+    """A live stream in progress, or one not yet aired or processed: nothing to download now."""
+
+
 class SkipRun(PressroomError):
     """The video is outside the channel's filters (e.g. too short): the run ends as skipped, not failed."""

@@ -12,6 +12,7 @@ from schemas.artifacts import DownloadArtifact, Translation
 from schemas.events import Step
 from schemas.post import FrontMatter
 from workers import keys
+from workers.errors import NotAvailableYet, SkipRun
 from workers.fanouts import TRANSCRIBE, TRANSCRIBE_VERSION, TRANSLATE
 from workers.retry import POLICIES
 from workers.runner import InEvent, Outcome, StepSpec, run_part, run_step
@@ -30,7 +31,12 @@ AUDIO_FORMAT = "m4a-aac-mono-16k"  # changes here change the download step's key
 def _download(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
     source = event.run.source
     if source.kind == "youtube":
-        out = download_step.download_youtube(source.uri, workdir)
+        try:
+            out = download_step.download_youtube(source.uri, workdir)
+        except NotAvailableYet as exc:
+            if event.run.channel_id:  # a watched channel's live or upcoming stream is skipped, not failed
+                raise SkipRun(f"{exc} (live and upcoming streams are skipped for watched channels)") from None
+            raise
     else:
         name = source.filename or Path(source.uri).name
         local = rt.store.get_file(source.uri, workdir / "input" / name)

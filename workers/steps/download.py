@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from schemas.artifacts import Chapter, VideoMetadata
-from workers.errors import PermanentError, TransientError
+from workers.errors import NotAvailableYet, PermanentError, TransientError
 from workers.steps.media import (
     AUDIO_FILENAME,
     DownloadOutput,
@@ -136,7 +136,7 @@ def check_available(info: dict[str, Any]) -> None:
         live_status = "is_live"  # a stream whose state yt-dlp could not tell: treat it as live
     reason = _LIVE.get(str(live_status))
     if reason:
-        raise PermanentError(f"video {vid} {reason}")
+        raise NotAvailableYet(f"video {vid} {reason}")
 
 
 def _upload_date(value: Any) -> date | None:

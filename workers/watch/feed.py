@@ -112,7 +112,7 @@ def classify(
     metadata when the caller has it; they override what the feed suggests. Without them:
     - 0 views means live now, upcoming, or uploaded minutes ago: "wait", never a final skip, so
       a normal upload that is merely new is not lost. (Only the metadata can tell them apart.)
-    - a 24/7 stream with views looks like any upload: take it only after checking live_status.
+    - a 24/7 stream with views looks like any upload and is taken: only live_status can catch it.
     - duration limits apply only when `duration` is given: the feed has no durations, and answering
       "wait" would hold every upload of a channel with a limit. The run enforces them instead once
       its download step has the metadata (the poller passes them to `submit`).
