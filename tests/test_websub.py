@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 import httpx
@@ -22,13 +22,15 @@ import uvicorn
 from fastapi import FastAPI
 
 from workers.errors import ConfigError, PermanentError, TransientError
+from workers.keys import websub_channel_key, websub_channels_key
+from workers.state import KV, MemoryKV
 from workers.watch.feed import DeletedEntry, FeedEntry
 from workers.watch.websub import (
+    Receiver,
     channel_secret,
     create_websub_app,
     secrets_from,
     topic_url,
-    websub_channel_key,
 )
 from workers.watch.websub_client import Subscriber
 
@@ -158,7 +160,7 @@ def hub() -> Iterator[FakeHub]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     fake.url = f"http://127.0.0.1:{server.server_address[1]}/subscribe"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield fake
     server.shutdown()
@@ -202,7 +204,7 @@ def handed() -> Handed:
 
 @pytest.fixture()
 def callback(kv: redis.Redis, handed: Handed) -> Iterator[str]:
-    app = create_websub_app(kv=kv, secret_for=secrets_from(MASTER), on_entries=handed.on_entries,
+    app = create_websub_app(kv=cast(KV, kv), secret_for=secrets_from(MASTER), on_entries=handed.on_entries,
                             on_deleted=handed.on_deleted, max_body=64 * 1024)
     with serve(app) as base:
         yield base
@@ -216,7 +218,7 @@ def http() -> Iterator[httpx.Client]:
 
 @pytest.fixture()
 def subscriber(kv: redis.Redis, hub: FakeHub, callback: str, http: httpx.Client) -> Subscriber:
-    return Subscriber(kv, http, hub_url=hub.url, callback_base=callback + "/", lease_seconds=LEASE,
+    return Subscriber(cast(KV, kv), http, hub_url=hub.url, callback_base=callback + "/", lease_seconds=LEASE,
                       master_secret=MASTER, retry_seconds=600)
 
 
@@ -233,9 +235,9 @@ def verify_params(mode: str = "subscribe", channel_id: str = CH, challenge: str 
 
 
 def post(callback: str, body: bytes, signature: str | bytes | None, channel_id: str = CH) -> httpx.Response:
-    headers: dict[str, str | bytes] = {"Content-Type": "application/atom+xml"}
+    headers = {b"Content-Type": b"application/atom+xml"}
     if signature is not None:
-        headers["X-Hub-Signature"] = signature
+        headers[b"X-Hub-Signature"] = signature.encode() if isinstance(signature, str) else signature
     return httpx.post(f"{callback}/websub/{channel_id}", content=body, headers=headers, timeout=5)
 
 
@@ -402,6 +404,10 @@ def test_too_large_a_body_is_413(callback: str, handed: Handed) -> None:
     body = notification().replace(b"<title>YouTube video feed</title>", b"<title>" + b"x" * 70_000 + b"</title>")
     answer = post(callback, body, sign(body))
     assert answer.status_code == 413
+    # without a Content-Length (chunked), the limit holds while reading
+    chunked = httpx.post(f"{callback}/websub/{CH}", content=iter([body[:40_000], body[40_000:]]),
+                         headers={"X-Hub-Signature": sign(body)}, timeout=5)
+    assert chunked.status_code == 413
     assert handed.entries == []
 
 
@@ -519,7 +525,7 @@ def test_an_unreachable_hub_is_transient(kv: redis.Redis, http: httpx.Client) ->
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: nothing listens there
-    subscriber = Subscriber(kv, http, hub_url=f"http://127.0.0.1:{port}/subscribe",
+    subscriber = Subscriber(cast(KV, kv), http, hub_url=f"http://127.0.0.1:{port}/subscribe",
                             callback_base="https://example.org", master_secret=MASTER)
     with pytest.raises(TransientError, match="unreachable"):
         subscriber.subscribe(CH)
@@ -532,9 +538,9 @@ def test_bad_input_is_refused_before_the_hub_is_asked(subscriber: Subscriber, hu
         subscriber.subscribe("UUx5XG1OV2P6uZZ5FSM9Ttw&hub.mode=x")
     assert hub.posts == []
     with pytest.raises(ConfigError, match="PRESSROOM_WEBSUB_SECRET"):
-        Subscriber(kv, http, hub_url=hub.url, callback_base="https://example.org", master_secret="")
+        Subscriber(cast(KV, kv), http, hub_url=hub.url, callback_base="https://example.org", master_secret="")
     with pytest.raises(ConfigError):
-        Subscriber(kv, http, hub_url="pubsubhubbub.appspot.com", callback_base="https://example.org",
+        Subscriber(cast(KV, kv), http, hub_url="pubsubhubbub.appspot.com", callback_base="https://example.org",
                    master_secret=MASTER)
 
 
@@ -546,3 +552,17 @@ def test_channel_secrets_are_derived_per_channel() -> None:
     assert len(expected) == 64  # hub.secret must stay under 200 bytes
     with pytest.raises(ConfigError):
         secrets_from("")
+
+
+def test_embedded_mode_memory_kv_behaves_the_same() -> None:
+    """Embedded Pressroom has no Redis: the receiver runs on MemoryKV with the same results."""
+    memory, handed = MemoryKV(), Handed()
+    receiver = Receiver(memory, secret_for=secrets_from(MASTER), on_entries=handed.on_entries,
+                        on_deleted=handed.on_deleted)
+    memory.hset(websub_channels_key(), CH, "1")
+    assert receiver.verify(CH, verify_params(challenge="m")).body == b"m"
+    assert memory.hget(websub_channel_key(CH), "state") == "verified"
+    body = notification()
+    assert receiver.notify(CH, body, None).status_code == 403
+    assert [receiver.notify(CH, body, sign(body)).status_code for _ in range(2)] == [202, 200]
+    assert len(handed.entries) == 1

@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> Any:
         task_routes={
             **{name: {"queue": keys.QUEUES[s]} for s in Step for name in (keys.task_name(s), keys.part_task_name(s))},
             keys.POLL_TASK: {"queue": keys.WATCH_QUEUE},
+            keys.RENEW_TASK: {"queue": keys.WATCH_QUEUE},
         },
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,

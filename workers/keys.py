@@ -21,6 +21,7 @@ def part_task_name(step: Step) -> str:
 
 WATCH_QUEUE = f"{PREFIX}.watch"  # polling channels and WebSub notifications
 POLL_TASK = f"{PREFIX}.watch.poll"
+RENEW_TASK = f"{PREFIX}.watch.renew"
 
 # --- Redis keys ------------------------------------------------------------------------------------
 def run_key(run_id: str) -> str:
@@ -56,6 +57,21 @@ def seen_cache_key() -> str:
 def channel_state_key(channel_id: str) -> str:
     """Hash: a channel's polling state: failures, next poll time, last error, last success."""
     return f"{PREFIX}:channel:{channel_id}"
+
+
+def websub_channel_key(channel_id: str) -> str:
+    """Hash: one channel's subscription: state, lease_seconds, expires, attempted, last_error, counters."""
+    return f"{PREFIX}:websub:channel:{channel_id}"
+
+
+def websub_channels_key() -> str:
+    """Hash: channel id -> "1" while we want its notifications, "0" once we unsubscribed."""
+    return f"{PREFIX}:websub:channels"
+
+
+def websub_notified_key(channel_id: str, body_sha256: str) -> str:
+    """String with a TTL: this exact notification body was handed on already (the hub redelivers)."""
+    return f"{PREFIX}:websub:notified:{channel_id}:{body_sha256}"
 
 
 # --- object-store keys ----------------------------------------------------------------------------

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     poll_interval: int = Field(default=900, ge=10, description="seconds between polls of each channel's feed")
     poll_backoff_max: int = Field(default=6 * 3600, ge=60, description="longest wait after a channel's feed fails")
 
+    websub_secret: str | None = Field(default=None, description="master secret; each channel's is derived from it")
+    websub_callback_base: str | None = Field(default=None, description="public URL the hub calls: <base>/websub/<id>")
+    websub_hub_url: str = Field(default="https://pubsubhubbub.appspot.com/subscribe", description="the WebSub hub")
+    websub_lease_seconds: int = Field(default=432000, ge=3600, description="subscription lease asked of the hub")
+
     # Celery
     visibility_timeout: int = Field(default=7200, gt=0, description="seconds; above every step's time limit")
     worker_concurrency: int = Field(default=2, ge=1)
@@ -95,7 +100,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"{v!r} is not valid: use s3://bucket/prefix (bucket of 3+ characters)")
         return v
 
-    @field_validator("s3_endpoint_url", "transcription_base_url", "llm_base_url", "openai_base_url")
+    @field_validator("s3_endpoint_url", "transcription_base_url", "llm_base_url", "openai_base_url",
+                     "websub_callback_base", "websub_hub_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
         if v and urlparse(v).scheme not in {"http", "https"}:

@@ -118,6 +118,45 @@ def _backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _websub(args: argparse.Namespace) -> int:
+    """Serve the WebSub callback; new uploads are submitted the moment the hub says so."""
+    import uvicorn
+
+    from workers.watch.service import websub_app
+
+    app, rt = _app()
+    if rt.settings.embedded:
+        raise ConfigError("the WebSub endpoint needs PRESSROOM_BROKER_URL (redis://…) and workers")
+    uvicorn.run(websub_app(app, rt), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _subscribe(args: argparse.Namespace) -> int:
+    """Subscribe every enabled channel (or renew the leases that are due) at the WebSub hub."""
+    import httpx
+
+    from workers.watch.channels_file import load_channels
+    from workers.watch.service import subscriber
+
+    _, rt = _app()
+    with httpx.Client(timeout=30) as http:
+        hub = subscriber(rt, http)
+        if args.renew:
+            report = hub.renew_due(time.time())
+            print(f"renewed {len(report.renewed)}, failed {len(report.failed)}")
+            return 1 if report.failed else 0
+        failed = 0
+        for channel in load_channels(_channels_path(rt)).channels:
+            if channel.enabled:
+                try:
+                    hub.subscribe(channel.id)
+                    print(f"subscribed {channel.id} ({channel.name})")
+                except Exception as exc:  # one channel's refusal must not stop the others
+                    failed += 1
+                    print(f"pressroom: {channel.id}: {exc}", file=sys.stderr)
+        return 1 if failed else 0
+
+
 def _beat(args: argparse.Namespace) -> int:
     app, rt = _app()
     if rt.settings.embedded:
@@ -143,6 +182,14 @@ def add_watch_commands(sub: Any) -> None:
     r = csub.add_parser("remove", help="stop watching a channel")
     r.add_argument("channel_id")
     r.set_defaults(func=_remove)
+    r = csub.add_parser("subscribe", help="subscribe the channels at the WebSub hub (push; polling stays on)")
+    r.add_argument("--renew", action="store_true", help="only renew the leases that are about to expire")
+    r.set_defaults(func=_subscribe)
+
+    p = sub.add_parser("websub", help="serve the WebSub callback that turns hub notifications into runs")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=_websub)
 
     p = sub.add_parser("watch", help="poll the channels' feeds and submit new uploads")
     p.add_argument("--once", action="store_true", help="poll every channel once, print submitted video ids, exit")

@@ -21,10 +21,27 @@ def register_watch_tasks(app: Any) -> None:
 
     app.task(poll, bind=True, name=keys.POLL_TASK, shared=False, ignore_result=True, acks_late=True,
              expires=300)  # a tick that waited past the next one is dropped, not run twice
-    app.conf.beat_schedule = {
+    def renew(self: Any) -> dict[str, list[str]]:
+        """Renew WebSub leases that are about to lapse (and retry subscriptions never verified)."""
+        import time
+
+        import httpx
+
+        from workers.watch.service import subscriber
+
+        with httpx.Client(timeout=30) as http:
+            report = subscriber(self.app.pressroom, http).renew_due(time.time())
+        return {"renewed": report.renewed, "failed": [str(f) for f in report.failed]}
+
+    app.task(renew, bind=True, name=keys.RENEW_TASK, shared=False, ignore_result=True, expires=3000)
+    schedule: dict[str, Any] = {
         "poll-channels": {
             "task": keys.POLL_TASK,
             "schedule": float(min(60, app.pressroom.settings.poll_interval)),
             "options": {"queue": keys.WATCH_QUEUE},
         },
     }
+    if app.pressroom.settings.websub_callback_base:
+        schedule["renew-websub"] = {"task": keys.RENEW_TASK, "schedule": 3600.0,
+                                    "options": {"queue": keys.WATCH_QUEUE}}
+    app.conf.beat_schedule = schedule

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from workers.errors import ConfigError, PermanentError, PressroomError
+from workers.keys import websub_channel_key, websub_channels_key, websub_notified_key
 from workers.state import KV
 from workers.watch.feed import DeletedEntry, FeedEntry, parse_feed
 
@@ -44,22 +45,6 @@ _DIGESTS: dict[str, Callable[[], Any]] = {"sha1": hashlib.sha1, "sha256": hashli
 
 OnEntries = Callable[[str, list[FeedEntry]], None]
 OnDeleted = Callable[[str, list[DeletedEntry]], None]
-
-
-# --- Redis keys (to move into workers/keys.py) -----------------------------------------------------
-def websub_channel_key(channel_id: str) -> str:
-    """Hash: one channel's subscription: state, lease_seconds, expires, attempted, last_error, counters."""
-    return f"pressroom:websub:channel:{channel_id}"
-
-
-def websub_channels_key() -> str:
-    """Hash: channel id -> "1" while we want its notifications, "0" once we unsubscribed."""
-    return "pressroom:websub:channels"
-
-
-def websub_notified_key(channel_id: str, body_sha256: str) -> str:
-    """String with a TTL: this exact notification body was handed on already (the hub redelivers)."""
-    return f"pressroom:websub:notified:{channel_id}:{body_sha256}"
 
 
 # --- shared helpers ----------------------------------------------------------------------------------
@@ -263,7 +248,8 @@ def create_websub_router(*, kv: KV, secret_for: Callable[[str], str], on_entries
 
 def create_websub_app(*, kv: KV, secret_for: Callable[[str], str], on_entries: OnEntries, on_deleted: OnDeleted,
                       **options: Any) -> FastAPI:
-    """The callback as an app of its own (e.g. `uvicorn --factory`), plus GET /health for probes."""
+    """The callback as an app of its own (serve it with uvicorn behind the public callback_base),
+    plus GET /health for probes."""
     app = FastAPI(title="Pressroom WebSub", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(create_websub_router(kv=kv, secret_for=secret_for, on_entries=on_entries,
                                             on_deleted=on_deleted, **options))

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import httpx
 
 from workers.errors import ConfigError, PermanentError, PressroomError, TransientError
+from workers.keys import websub_channel_key, websub_channels_key
 from workers.state import KV
 from workers.watch.websub import (
     YOUTUBE_HUB,
@@ -25,8 +26,6 @@ from workers.watch.websub import (
     renewal_margin,
     secrets_from,
     topic_url,
-    websub_channel_key,
-    websub_channels_key,
 )
 
 log = logging.getLogger("pressroom.watch.websub")
