@@ -107,10 +107,8 @@ class Bench:
         scratch = self.tmp / f"scratch-k{k}"  # the workers' step workdirs: gone with the bench's temp dir
         scratch.mkdir()
         env = clean_env(TMPDIR=str(scratch), **{f"PRESSROOM_{key.upper()}": v for key, v in settings.items()})
-        # `pressroom worker` names every node `<queues>@%h`, so K of them on one host would share a name:
-        # start Celery the way it does (same app, queue, pool and concurrency) with a distinct node name.
-        cmds = {f"{s}-{i}": [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", f"pressroom.{s}",
-                             "-n", f"{s}-{i}@%h", "--loglevel", "INFO", "-c", "1", "-P", "prefork"]
+        cmds = {f"{s}-{i}": [sys.executable, "-m", "workers.cli", "worker", "--queues", s, "--concurrency", "1",
+                             "--name", f"{s}-{i}@%h", "--loglevel", "INFO"]  # K per queue: distinct node names
                 for s in STEPS for i in range(k)}
         logdir = self.tmp / f"logs-k{k}"
         app = create_app(load_settings(**settings))
@@ -141,8 +139,8 @@ class Bench:
         deadline = time.monotonic() + 600 + 30 * self.args.minutes * max(1.0, self.args.transcribe_seconds_per_minute)
         run: dict[str, str] = rt.state.run(run_id)
         while run.get("status") != "succeeded":
-            if run.get("status") == "failed":
-                raise RuntimeError(f"run {run_id} failed: {run.get('error')}")
+            if run.get("status") in {"failed", "skipped"}:
+                raise RuntimeError(f"run {run_id} {run['status']}: {run.get('error') or run}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} unfinished: {run}\n{_tails()}")
             time.sleep(0.25)

@@ -153,7 +153,9 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
 def test_one_worker_service_per_queue(compose: dict[str, Any]) -> None:
     services = compose["services"]
     workers = {name: svc for name, svc in services.items() if name.startswith("worker-")}
-    assert set(workers) == {f"worker-{step.value}" for step in keys.QUEUES}
+    assert set(workers) == {f"worker-{step.value}" for step in keys.QUEUES} | {"worker-watch"}
+    assert argv(services["worker-watch"]["command"]) == ["worker", "--queues", "watch"]
+    assert argv(services["beat"]["command"]) == ["beat"]
     for step, queue in keys.QUEUES.items():
         service = workers[f"worker-{step.value}"]
         args = argv(service["command"])

@@ -145,3 +145,35 @@ def test_watch_without_a_channels_file_says_how_to_fix(tmp_path: Path, redis_url
     env = pressroom_env(PRESSROOM_BROKER_URL=redis_url, PRESSROOM_STORAGE_URL=str(tmp_path / "store"))
     result = _pressroom(env, "watch", "--once")
     assert result.returncode == 2 and "PRESSROOM_CHANNELS_FILE" in result.stderr
+
+
+def test_backfill_lists_past_uploads_flat(tmp_path: Path) -> None:
+    """yt-dlp's flat listing of the uploads playlist (a fake YoutubeDL stands in for YouTube)."""
+    from schemas.channels import ChannelConfig
+    from workers.watch.backfill import list_uploads
+
+    asked: list[tuple[str, dict[str, object]]] = []
+
+    class FakeYDL:
+        def __init__(self, options: dict[str, object]) -> None:
+            self.options = options
+
+        def __enter__(self) -> FakeYDL:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def extract_info(self, url: str, download: bool) -> dict[str, object]:
+            asked.append((url, self.options))
+            return {"entries": [{"id": f"OLDvideo{i:03d}", "title": f"Old talk {i}",
+                                 "url": f"https://www.youtube.com/watch?v=OLDvideo{i:03d}"} for i in range(3)]
+                    + [{"id": "SHORTvid001", "url": "https://www.youtube.com/shorts/SHORTvid001"}]}
+
+    channel = ChannelConfig(id=NASA, name="NASA")
+    entries = list_uploads(channel, 4, ydl_factory=FakeYDL)
+    assert [e.video_id for e in entries] == ["OLDvideo000", "OLDvideo001", "OLDvideo002", "SHORTvid001"]
+    assert entries[-1].is_short and not entries[0].is_short
+    url, options = asked[0]
+    assert url.endswith("list=UU" + NASA[2:]) and options["extract_flat"] == "in_playlist"
+    assert options["playlistend"] == 4

@@ -101,7 +101,7 @@ def _run_ids(rt: Any, results: list[Any]) -> list[str]:
 def _backfill(args: argparse.Namespace) -> int:
     from workers.watch.backfill import list_uploads
     from workers.watch.channels_file import load_channels
-    from workers.watch.feed import FeedEntry
+    from workers.watch.feed import classify, is_wait
     from workers.watch.poller import Watcher
 
     app, rt = _app()
@@ -113,7 +113,10 @@ def _backfill(args: argparse.Namespace) -> int:
         raise ConfigError(f"no channel {args.channel!r} in {_channels_path(rt)}: add it with `pressroom channels add`")
     watcher = Watcher(app, rt)
     for entry in list_uploads(channel, args.count):
-        if isinstance(entry, FeedEntry) and watcher.submit_entry(channel, entry, force=args.force):
+        reason = classify(entry, channel.filters)
+        if reason and not is_wait(reason) and not args.force:
+            print(f"skipped {entry.video_id}: {reason}", file=sys.stderr)
+        elif watcher.submit_entry(channel, entry, force=args.force):
             print(entry.video_id, flush=True)
     return 0
 

@@ -54,6 +54,8 @@ class Watcher:
         self.app, self.rt, self.fetch, self.clock = app, rt, fetch, clock
         self.kv = rt.state.kv
         self.seen = SeenVideos(self.kv, rt.store)
+        if not self.kv.scard(keys.seen_cache_key()):  # Redis lost its data (or is new): refill the cache
+            self.seen.rebuild()
 
     # --- one channel --------------------------------------------------------------------------------
     def poll_channel(self, channel: ChannelConfig) -> PollResult:
