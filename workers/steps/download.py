@@ -7,12 +7,10 @@ Local-file handling lives in workers/steps/media.py and is re-exported here.
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
 import shutil
 from datetime import date, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +25,7 @@ from workers.steps.media import (
     probe,
     to_speech_m4a,
 )
+from workers.steps.ytdlp_errors import LIVE, UNAVAILABLE, VIDEO_ID_RE, classify_download_error, number
 
 __all__ = [
     "DownloadOutput",
@@ -44,9 +43,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 YTDLP_DIR = "yt-dlp"  # yt-dlp's own files (download, info.json, captions) stay apart from audio.m4a
-_ID_RE = re.compile(r"^[0-9A-Za-z_-]{11}$")
 _YT_HOST_RE = re.compile(r"(?:^|\.)(?:youtube\.com|youtube-nocookie\.com|youtubekids\.com)$")
-_PATH_ID_RE = re.compile(r"^/(?:shorts|live|embed|v|e)/([0-9A-Za-z_-]{11})(?:[/?#]|$)")
+_PATHVIDEO_ID_RE = re.compile(r"^/(?:shorts|live|embed|v|e)/([0-9A-Za-z_-]{11})(?:[/?#]|$)")
 
 
 # --- URLs -----------------------------------------------------------------------------------------
@@ -73,9 +71,9 @@ def _fallback_match(url: str) -> str | None:
     elif parts.path.rstrip("/") in ("/watch", ""):
         candidate = (parse_qs(parts.query).get("v") or [""])[0]
     else:
-        m = _PATH_ID_RE.match(parts.path)
+        m = _PATHVIDEO_ID_RE.match(parts.path)
         candidate = m.group(1) if m else ""
-    return candidate if _ID_RE.match(candidate) else None
+    return candidate if VIDEO_ID_RE.match(candidate) else None
 
 
 def youtube_video_id(url: str) -> str | None:
@@ -105,36 +103,19 @@ def watch_url(video_id: str) -> str:
 
 
 # --- availability and metadata --------------------------------------------------------------------
-_UNAVAILABLE = {
-    "private": "is private: Pressroom cannot download it; ask the owner to make it public or unlisted",
-    "premium_only": "is for YouTube Premium members only: Pressroom cannot download it; skip it",
-    "subscriber_only": "is a members-only video: Pressroom cannot download it; skip it or provide cookies",
-    "needs_auth": "needs a signed-in account (age-restricted or sign-in only): skip it or provide cookies",
-}
-_LIVE = {
-    "is_live": "is a live stream in progress: submit it again once the stream has ended",
-    "is_upcoming": "is a scheduled live stream or premiere that has not started: "
-    "submit it again after it airs",
-    # post_live: ended, but YouTube has not processed the recording yet (yt-dlp can only get a partial
-    # DVR copy). That takes hours, far past the download step's retries, so it fails now with advice.
-    "post_live": "is a live stream that just ended and YouTube is still processing the recording: "
-    "submit it again in a few hours",
-}
-
-
 def check_available(info: dict[str, Any]) -> None:
     """Refuse what Pressroom cannot or should not download, before any bytes move."""
     vid = info.get("id") or "?"
     kind = info.get("_type") or "video"
     if kind != "video":
         raise PermanentError(f"{kind} {vid} is not a single video: submit the URL of one video")
-    reason = _UNAVAILABLE.get(str(info.get("availability")))
+    reason = UNAVAILABLE.get(str(info.get("availability")))
     if reason:
         raise PermanentError(f"video {vid} {reason}")
     live_status = info.get("live_status")
     if live_status is None and (info.get("is_live") or info.get("media_type") == "livestream"):
         live_status = "is_live"  # a stream whose state yt-dlp could not tell: treat it as live
-    reason = _LIVE.get(str(live_status))
+    reason = LIVE.get(str(live_status))
     if reason:
         raise NotAvailableYet(f"video {vid} {reason}")
 
@@ -146,19 +127,14 @@ def _upload_date(value: Any) -> date | None:
         return None
 
 
-def _num(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _info_chapters(info: dict[str, Any]) -> list[Chapter]:
-    duration = _num(info.get("duration"))
+    duration = number(info.get("duration"))
     chapters: list[Chapter] = []
     for i, ch in enumerate(info.get("chapters") or []):
-        start = _num(ch.get("start_time"))
-        end = _num(ch.get("end_time"))
+        start = number(ch.get("start_time"))
+        end = number(ch.get("end_time"))
         end = end if end is not None else duration
         if start is None or end is None or start < 0 or end < start:
             continue
@@ -175,161 +151,11 @@ def metadata_from_info(info: dict[str, Any]) -> VideoMetadata:
         channel=str(info.get("channel") or info.get("uploader") or ""),
         channel_id=str(info.get("channel_id") or ""),
         upload_date=_upload_date(info.get("upload_date")),
-        duration=max(_num(info.get("duration")) or 0.0, 0.0),
+        duration=max(number(info.get("duration")) or 0.0, 0.0),
         description=str(info.get("description") or ""),
         chapters=_info_chapters(info),
         webpage_url=str(info.get("webpage_url") or info.get("original_url") or ""),
         language=info.get("language") or None,
-    )
-
-
-# --- errors ---------------------------------------------------------------------------------------
-# (substrings of yt-dlp's lower-cased message, reason, transient?, retry_after); first match wins.
-_RULES: list[tuple[tuple[str, ...], str, bool, float | None]] = [
-    (("try again later",), "YouTube rate-limited this worker for up to an hour: retrying later", True, 900.0),
-    (("http error 429", "too many requests"), "YouTube is rate-limiting requests (HTTP 429): retrying",
-     True, None),
-    (("private video",), _UNAVAILABLE["private"], False, None),
-    (("members-only", "join this channel", "channel's members", "members on level"),
-     _UNAVAILABLE["subscriber_only"], False, None),
-    (("youtube premium", "music premium"), _UNAVAILABLE["premium_only"], False, None),
-    (("live event will begin", "premieres in", "premiere will begin", "will begin in"),
-     _LIVE["is_upcoming"], False, None),
-    (("confirm your age", "age-restricted", "inappropriate for some users"),
-     "is age-restricted: Pressroom cannot download it without an adult account; skip it or provide cookies",
-     False, None),
-    (("confirm you're not a bot", "confirm you\u2019re not a bot", "ip is likely being blocked", "captcha"),
-     "could not be fetched: YouTube wants this worker to sign in (bot check); "
-     "provide cookies or run the worker from another network",
-     False, None),
-    (("copyright",), "was blocked on copyright grounds: Pressroom cannot download it; skip it", False, None),
-    (("not made this video available in your country", "geo restrict", "not available in your country"),
-     "is blocked in this worker's country: skip it or run the worker elsewhere", False, None),
-    (("drm protected",), "is DRM-protected: Pressroom cannot download it; skip it", False, None),
-    (("removed by the uploader", "account associated with this video has been terminated",
-      "video unavailable", "video is unavailable", "no longer available", "has been removed",
-      "recording is not available", "this video is not available", "live event has ended"),
-     "is unavailable (removed, deleted or blocked): check the URL in a browser; skip it", False, None),
-    (("unsupported url", "is not a valid url"),
-     "is not a URL yt-dlp can download: submit a YouTube video URL", False, None),
-    (("requested format is not available", "no video formats found", "only images are available"),
-     "offers no downloadable audio: update yt-dlp (and its JS runtime) or skip the video", False, None),
-    (("ffmpeg not found", "ffprobe and ffmpeg not found", "ffmpeg is not installed"),
-     "cannot be converted: ffmpeg is missing on this worker; install ffmpeg", False, None),
-]
-_NETWORK_WORDS = (
-    "timed out", "timeout", "connection reset", "connection refused", "connection aborted", "broken pipe",
-    "temporary failure in name resolution", "name or service not known", "remote end closed",
-    "network is unreachable", "did not get any data blocks", "giving up after", "bytes read",
-    "incomplete read", "eof occurred in violation of protocol",
-)
-_HTTP_RE = re.compile(r"HTTP Error (\d{3})")
-_PREFIX_RE = re.compile(r"^(?:ERROR:\s*)?(?:\[[\w:.-]+\]\s*)?(?:(?P<id>[\w-]+):\s+)?")
-_BOILERPLATE = (
-    " (caused by", " Use --cookies", " See  http", " See http", " Also see",
-    "; please report", " Please report",
-)
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """The error and what it wraps: DownloadError.exc_info, ExtractorError.cause, __cause__, __context__."""
-    found: list[BaseException] = []
-    todo: list[BaseException | None] = [exc]
-    while todo and len(found) < 12:
-        e = todo.pop(0)
-        if e is None or any(e is f for f in found):
-            continue
-        found.append(e)
-        exc_info = getattr(e, "exc_info", None)
-        if isinstance(exc_info, tuple) and len(exc_info) == 3 and isinstance(exc_info[1], BaseException):
-            todo.append(exc_info[1])
-        cause = getattr(e, "cause", None)
-        todo += [cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__]
-    return found
-
-
-def _detail(exc: BaseException) -> tuple[str, str | None]:
-    """yt-dlp's message on one short line, and the video id it names, if any."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    m = _PREFIX_RE.match(first)
-    vid = m.group("id") if m and m.group("id") and _ID_RE.match(m.group("id")) else None
-    msg = first[m.end() :] if m and vid else re.sub(r"^ERROR:\s*", "", first)
-    for cut in _BOILERPLATE:
-        msg = msg.split(cut)[0]
-    msg = " ".join(msg.split()).rstrip(". ")
-    return (msg[:197] + "..." if len(msg) > 200 else msg) or type(exc).__name__, vid
-
-
-def _http_status(chain: list[BaseException], text: str) -> tuple[int | None, float | None]:
-    """The HTTP status behind the error (yt-dlp's HTTPError, else 'HTTP Error NNN') and its Retry-After."""
-    for e in chain:
-        status = getattr(e, "status", None)
-        if type(e).__name__ == "HTTPError" and isinstance(status, int):
-            headers = getattr(getattr(e, "response", None), "headers", None) or {}
-            return status, _retry_after(headers.get("Retry-After") if hasattr(headers, "get") else None)
-    m = _HTTP_RE.search(text)
-    return (int(m.group(1)), None) if m else (None, None)
-
-
-def _retry_after(value: Any) -> float | None:
-    if value is None:
-        return None
-    seconds = _num(value)
-    if seconds is not None:
-        return max(seconds, 0.0)
-    try:
-        return max((parsedate_to_datetime(str(value)) - datetime.now().astimezone()).total_seconds(), 0.0)
-    except (TypeError, ValueError):
-        return None
-
-
-def _is_network(e: BaseException) -> bool:
-    names = {cls.__name__ for cls in type(e).__mro__}
-    if names & {"TransportError", "IncompleteRead", "ContentTooShortError", "URLError"}:
-        return True
-    if isinstance(e, TimeoutError | ConnectionError):
-        return True
-    return isinstance(e, OSError) and e.errno == errno.ENOSPC  # a full disk frees up as other runs finish
-
-
-def classify_download_error(
-    exc: BaseException, *, video_id: str | None = None
-) -> TransientError | PermanentError:
-    """Map a yt-dlp failure to retry-or-fail with a one-line message.
-
-    Known video conditions (private, members-only, removed, upcoming, copyright, age, geo) are permanent;
-    rate limits, 5xx, 403/408, timeouts and connection errors are transient. Anything unrecognised is
-    transient too, so the step's bounded retry policy decides, and the message says to update yt-dlp.
-    """
-    chain = _chain(exc)
-    detail, named = _detail(exc)
-    named = named or next((str(v) for e in chain if (v := getattr(e, "video_id", None))), None)
-    who = f"video {video_id or named}" if (video_id or named) else "the video"
-    text = " | ".join(str(e) for e in chain)
-    lower = text.lower()
-    for needles, reason, transient, retry_after in _RULES:
-        if any(n in lower for n in needles):
-            if transient:
-                wait = _http_status(chain, text)[1] or retry_after
-                return TransientError(f"{who}: {reason} (yt-dlp: {detail})", retry_after=wait)
-            return PermanentError(f"{who} {reason} (yt-dlp: {detail})")
-    status, retry_after = _http_status(chain, text)
-    if status is not None:
-        if status in (403, 408, 425) or status >= 500:
-            return TransientError(f"{who}: download got HTTP {status}: retrying (yt-dlp: {detail})",
-                                  retry_after=retry_after)
-        return PermanentError(
-            f"{who}: download got HTTP {status}; check the URL in a browser (yt-dlp: {detail})"
-        )
-    if any(_is_network(e) for e in chain) or any(w in lower for w in _NETWORK_WORDS):
-        return TransientError(f"{who}: network error while downloading: retrying (yt-dlp: {detail})")
-    if any(type(e).__name__ == "GeoRestrictedError" for e in chain):
-        return PermanentError(f"{who} is blocked in this worker's country (yt-dlp: {detail})")
-    if any(type(e).__name__ == "UnsupportedError" for e in chain):
-        return PermanentError(f"{who}: not a URL yt-dlp can download (yt-dlp: {detail})")
-    return TransientError(
-        f"{who}: yt-dlp failed: retrying; if it keeps failing, update yt-dlp (yt-dlp: {detail})"
     )
 
 
@@ -428,7 +254,7 @@ def download_with_ytdlp(url: str, workdir: Path, options: dict[str, Any]) -> Dow
     fetched = Path(downloads[0]["filepath"]) if downloads and downloads[0].get("filepath") else None
     if fetched is None or not fetched.is_file():
         raise TransientError(f"{url}: yt-dlp reported success but wrote no audio file: retrying")
-    audio = to_speech_m4a(fetched, workdir / AUDIO_FILENAME, duration=_num(result.get("duration")) or 0.0)
+    audio = to_speech_m4a(fetched, workdir / AUDIO_FILENAME, duration=number(result.get("duration")) or 0.0)
     fetched.unlink(missing_ok=True)  # the speech m4a replaces it; long talks would otherwise double the disk
     metadata = metadata_from_info(result)
     if not metadata.duration:
