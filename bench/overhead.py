@@ -162,7 +162,8 @@ class Bench:
             settings["storage_url"] = str(self.tmp / f"store-r{rnd}")
         env = clean_env(**{f"PRESSROOM_{k.upper()}": v for k, v in settings.items()})
         cmds = {f"pressroom-{s}-{k}": [sys.executable, "-m", "workers.cli", "worker", "--queues", s,
-                                       "--concurrency", str(self.args.concurrency), "--loglevel", "INFO"]
+                                       "--concurrency", str(self.args.concurrency), "--loglevel", "INFO",
+                                       "--name", f"{s}-{k}@%h"]
                 for s, k in self.worker_count()}
         app = create_app(load_settings(**settings))
         rt = app.pressroom
