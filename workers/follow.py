@@ -24,7 +24,9 @@ def describe_step(run: dict[str, str], step: Step) -> str:
     elif status == "running" and run.get(f"{step}.parts"):
         parts.append(f"{run.get(f'{step}.parts_done', 0)}/{run[f'{step}.parts']} parts")
     elif status == "retrying":
-        parts.append(f"attempt {run.get(f'{step}.attempts', '?')}: {run.get(f'{step}.error', '')}")
+        at = float(run.get(f"{step}.next_retry") or 0)
+        retry = f", next try at {time.strftime('%H:%M:%S', time.localtime(at))}" if at > time.time() else ""
+        parts.append(f"attempt {run.get(f'{step}.attempts', '?')}{retry}: {run.get(f'{step}.error', '')}")
     elif status == "failed":
         parts.append(run.get(f"{step}.error", ""))
     return " ".join(parts)
