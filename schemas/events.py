@@ -30,6 +30,7 @@ class _EventBase(Model):
         default_factory=dict, description="every artifact key of the run so far, by name"
     )
     at: datetime = Field(default_factory=_now)
+    generation: int = Field(default=0, ge=0, description="bumped when an operator re-runs the run from a step")
 
     @property
     def run_id(self) -> str:

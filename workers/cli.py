@@ -124,6 +124,59 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs(args: argparse.Namespace) -> int:
+    from workers import keys
+
+    _, rt = _app()
+    if rt.settings.embedded:
+        return _fail("runs are kept in Redis: set PRESSROOM_BROKER_URL (embedded runs live only in their process)")
+    if args.restore:
+        from workers.operations import restore_runs
+
+        print(f"restored {restore_runs(rt)} runs from their manifests in {rt.settings.store_url}", file=sys.stderr)
+    ids = list(reversed(rt.state.kv.zrange(keys.runs_index_key(), 0, -1)))
+    shown = 0
+    for run_id in ids:
+        run = rt.state.run(run_id)
+        if args.status and run.get("status") != args.status:
+            continue
+        problem = run.get("error") or run.get("skipped") or ""
+        print(f"{run_id}  {run.get('status', '?'):<9}  {run.get('video_id', '')}  {problem}"[:200])
+        shown += 1
+        if shown >= args.limit:
+            break
+    return 0
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from schemas.events import Step
+    from workers import keys
+    from workers.operations import retry, retry_all_failed
+
+    app, rt = _app()
+    if rt.settings.embedded:
+        return _fail("retry needs PRESSROOM_BROKER_URL (redis://…) and workers")
+    if args.all_failed:
+        ids = rt.state.kv.zrange(keys.runs_index_key(), 0, -1)
+        for run_id in retry_all_failed(app, rt, list(ids)):
+            print(run_id)
+        return 0
+    if not args.run:
+        return _fail("name a run to retry, or pass --all-failed")
+    step = retry(app, rt, args.run, Step(args.from_step) if args.from_step else None)
+    print(f"run {args.run}: re-running from {step}")
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from workers.operations import cancel
+
+    _, rt = _app()
+    cancel(rt, args.run)
+    print(f"run {args.run}: cancelled")
+    return 0
+
+
 def _worker(args: argparse.Namespace) -> int:
     from schemas.events import Step
     from workers import keys
@@ -164,6 +217,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_status)
+
+    p = sub.add_parser("runs", help="recent runs, newest first")
+    p.add_argument("--status", choices=["queued", "running", "retrying", "succeeded", "failed", "skipped",
+                                        "cancelled"])
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--restore", action="store_true", help="first rebuild lost run state from stored manifests")
+    p.set_defaults(func=_runs)
+
+    p = sub.add_parser("retry", help="re-run a run from its failed step (or --from STEP); or --all-failed")
+    p.add_argument("run", nargs="?")
+    p.add_argument("--from", dest="from_step", choices=["download", "transcribe", "translate", "tag", "publish"])
+    p.add_argument("--all-failed", action="store_true")
+    p.set_defaults(func=_retry)
+
+    p = sub.add_parser("cancel", help="cancel a queued or running run")
+    p.add_argument("run")
+    p.set_defaults(func=_cancel)
 
     p = sub.add_parser("worker", help="work the given step queues")
     p.add_argument("--queues", default="download,transcribe,translate,tag,publish")

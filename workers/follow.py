@@ -10,7 +10,7 @@ from typing import TextIO
 from schemas.events import Step
 from workers.state import RunState
 
-TERMINAL = {"succeeded", "failed", "skipped"}
+TERMINAL = {"succeeded", "failed", "skipped", "cancelled"}
 
 
 def describe_step(run: dict[str, str], step: Step) -> str:

@@ -39,9 +39,10 @@ def runs_index_key() -> str:
     return f"{PREFIX}:runs"
 
 
-def emit_key(run_id: str, step: Step, input_hash: str) -> str:
-    """String: set while a step's downstream event is being sent, kept once it was sent."""
-    return f"{PREFIX}:emit:{run_id}:{step.value}:{input_hash}"
+def emit_key(run_id: str, step: Step, input_hash: str, generation: int = 0) -> str:
+    """String: set while a step's downstream event is being sent, kept once it was sent. A re-run from a
+    step is a new generation, so what earlier generations sent does not stop it."""
+    return f"{PREFIX}:emit:{run_id}:{step.value}:{input_hash}" + (f":g{generation}" if generation else "")
 
 
 def join_key(run_id: str, step: Step, input_hash: str) -> str:

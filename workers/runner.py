@@ -22,6 +22,7 @@ from schemas.events import RunRequested, RunSkipped, Step, StepFailed, StepSucce
 from workers import keys
 from workers.errors import PressroomError, SkipRun, TransientError
 from workers.events import EVENT, emit
+from workers.operations import write_manifest
 from workers.retry import POLICIES, RetryPolicy
 from workers.runtime import Runtime
 from workers.settings import Settings
@@ -103,13 +104,22 @@ class Delivery:
 
     @property
     def emit_key(self) -> str:
-        return keys.emit_key(self.event.run_id, self.step, self.digest)
+        return keys.emit_key(self.event.run_id, self.step, self.digest, self.event.generation)
 
     def emitted(self) -> bool:
         if self.rt.state.emit_status(self.emit_key) == "sent":
             log.info("%s of run %s already done; duplicate delivery ignored", self.step, self.event.run_id)
             return True
         return False
+
+    def ended(self) -> str | None:
+        """Why this delivery should do nothing: the run was cancelled or re-run since it was sent."""
+        run = self.rt.state.run(self.event.run_id)
+        if run.get("status") == "cancelled":
+            return "cancelled"
+        if int(run.get("generation") or 0) > self.event.generation:
+            return "stale"
+        return None
 
     def guarded(self, fn: Callable[[Path], T]) -> T:
         """Run fn in a scratch directory; transient errors retry per the policy, others fail the run."""
@@ -139,17 +149,21 @@ class Delivery:
 
     def fail(self, error_type: str, message: str, trace: str = "") -> str:
         failed = StepFailed(run=self.event.run, artifacts=self.event.artifacts, step=self.step,
-                            attempt=self.attempt, error_type=error_type, message=" ".join(message.split()))
+                            attempt=self.attempt, error_type=error_type, message=" ".join(message.split()),
+                            generation=self.event.generation)
         log.error("%s of run %s failed: %s", self.step, self.event.run_id, failed.message)
         emit(self.task.app, self.rt.state, failed)
         self.rt.state.step_failed(failed, trace)
+        write_manifest(self.rt, self.event.run_id)
         return "failed"
 
     def skip(self, reason: str) -> str:
         log.info("run %s skipped at %s: %s", self.event.run_id, self.step, reason)
         emit(self.task.app, self.rt.state, RunSkipped(run=self.event.run, artifacts=self.event.artifacts,
-                                                      step=self.step, reason=reason))
+                                                      step=self.step, reason=reason,
+                                                      generation=self.event.generation))
         self.rt.state.run_skipped(self.event.run_id, self.step, reason)
+        write_manifest(self.rt, self.event.run_id)
         return "skipped"
 
     def finish(self, outcome: Outcome, *, reused: bool = False, claimed: bool = False) -> str:
@@ -160,10 +174,12 @@ class Delivery:
                 return "duplicate"
             raise self.task.retry(countdown=EMIT_LEASE, max_retries=None)  # another delivery is mid-send
         done = StepSucceeded(run=self.event.run, artifacts={**self.event.artifacts, **outcome.artifacts},
-                             step=self.step, attempt=self.attempt, reused=reused)
+                             step=self.step, attempt=self.attempt, reused=reused, generation=self.event.generation)
         emit(self.task.app, state, done)  # the event is logged before the run can read as finished
         state.step_succeeded(self.event.run_id, self.step, outcome.usage, reused)
         state.mark_emitted(self.emit_key)
+        if self.step is Step.publish:  # the run is over: keep its record with its artifacts
+            write_manifest(self.rt, self.event.run_id)
         return "reused" if reused else "succeeded"
 
 
@@ -188,6 +204,8 @@ def run_step(task: Any, spec: StepSpec, payload: dict[str, Any]) -> str:
         return "malformed"
     if d.emitted():
         return "duplicate"
+    if ended := d.ended():
+        return ended
     rt, event = d.rt, d.event
     deliveries = rt.state.step_started(event.run_id, d.step, d.attempt, str(task.request.hostname or "local"),
                                        os.getpid())
@@ -234,6 +252,8 @@ def run_part(task: Any, spec: StepSpec, payload: dict[str, Any], index: int) -> 
     if d.emitted():
         return "duplicate"
     rt, event, fanout = d.rt, d.event, spec.fanout
+    if ended := d.ended():
+        return ended
     if rt.state.run(event.run_id).get("status") in {"failed", "skipped"}:
         return "run-ended"  # a sibling part ended the run; don't spend more on it
     try:

@@ -18,7 +18,7 @@ from schemas.run import RunSpec
 from workers import keys
 
 _EVENT = TypeAdapter(Event)
-RunStatus = Literal["queued", "running", "retrying", "succeeded", "failed", "skipped"]
+RunStatus = Literal["queued", "running", "retrying", "succeeded", "failed", "skipped", "cancelled"]
 
 
 class KV(Protocol):
@@ -203,6 +203,25 @@ class RunState:
             "status": "skipped", f"{step}.status": "skipped", f"{step}.ended": time.time(), "skipped": reason,
             "updated": time.time(),
         })
+
+    def rerun(self, run_id: str, steps: list[Step], generation: int) -> None:
+        """Reset the steps about to run again, and the run, for a new generation."""
+        fields: dict[str, Any] = {"status": "queued", "error": "", "skipped": "", "generation": generation,
+                                  "updated": time.time()}
+        for step in steps:
+            fields.update({f"{step}.status": "queued", f"{step}.error": "", f"{step}.traceback": "",
+                           f"{step}.deliveries": 0, f"{step}.next_retry": ""})
+        self.kv.hset(keys.run_key(run_id), mapping=fields)
+
+    def restore(self, run_id: str, fields: dict[str, str], events: list[AnyEvent]) -> None:
+        """Rebuild a run from its manifest (after Redis lost its data)."""
+        self.kv.hset(keys.run_key(run_id), mapping=fields)
+        self.kv.zadd(keys.runs_index_key(), {run_id: float(fields.get("created") or time.time())})
+        for event in events:
+            self.append_event(event)
+
+    def cancel(self, run_id: str) -> None:
+        self.kv.hset(keys.run_key(run_id), mapping={"status": "cancelled", "updated": time.time()})
 
     def add_usage(self, run_id: str, step: Step, usage: dict[str, float]) -> None:
         for name, amount in usage.items():

@@ -1,0 +1,87 @@
+"""What an operator does to a run: retry it from its failed step, re-run it from any step, cancel it.
+
+A re-run sends the chosen step's input event again as a new generation; upstream artifacts are not
+touched, and every step from the chosen one on runs again (reusing what is stored for the same inputs).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from schemas.events import AnyEvent, RunRequested, Step, StepSucceeded
+from workers import keys
+from workers.errors import PermanentError
+from workers.events import EVENT, ROUTES, emit
+from workers.runtime import Runtime
+
+ACTIVE = {"queued", "running", "retrying"}
+
+
+def _input_event(events: list[AnyEvent], step: Step) -> RunRequested | StepSucceeded | None:
+    """The last event that triggered `step` (its input), or None if the run never got that far."""
+    for event in reversed(events):
+        if isinstance(event, RunRequested | StepSucceeded) and ROUTES.get(
+                (event.kind, getattr(event, "step", None))) == step:
+            return event
+    return None
+
+
+def failed_step(run: dict[str, str]) -> Step | None:
+    return next((s for s in Step if run.get(f"{s}.status") in {"failed", "skipped"}), None)
+
+
+def retry(app: Any, rt: Runtime, run_id: str, from_step: Step | None = None) -> Step:
+    """Re-run `run_id` from `from_step` (default: the step that failed); returns the step it restarts at."""
+    run = rt.state.run(run_id)
+    if not run:
+        raise PermanentError(f"no run {run_id!r}: check the run id (`pressroom runs`)")
+    if run.get("status") in ACTIVE:
+        raise PermanentError(f"run {run_id} is {run['status']}: wait for it to end, or cancel it first")
+    step = from_step or failed_step(run)
+    if step is None:
+        raise PermanentError(f"run {run_id} has no failed step: name the step to re-run from (--from STEP)")
+    trigger = _input_event(rt.state.events(run_id), step)
+    if trigger is None:
+        raise PermanentError(f"run {run_id} never reached {step}: re-run it from an earlier step")
+    generation = int(run.get("generation") or 0) + 1
+    rt.state.rerun(run_id, list(Step)[list(Step).index(step):], generation)
+    emit(app, rt.state, trigger.model_copy(update={"generation": generation}))
+    return step
+
+
+def retry_all_failed(app: Any, rt: Runtime, run_ids: list[str]) -> list[str]:
+    """Retry every failed run among run_ids; returns those retried."""
+    return [r for r in run_ids if rt.state.run(r).get("status") == "failed" and retry(app, rt, r)]
+
+
+def cancel(rt: Runtime, run_id: str) -> None:
+    """Stop a run: its queued and retrying tasks do nothing when they come up (a running step finishes)."""
+    run = rt.state.run(run_id)
+    if not run:
+        raise PermanentError(f"no run {run_id!r}: check the run id (`pressroom runs`)")
+    if run.get("status") not in ACTIVE:
+        raise PermanentError(f"run {run_id} is {run.get('status')}: only queued or running runs can be cancelled")
+    rt.state.cancel(run_id)
+
+
+def write_manifest(rt: Runtime, run_id: str) -> None:
+    """The run's state and event log, stored with its artifacts: Redis can be rebuilt from these."""
+    body = json.dumps({"run": rt.state.run(run_id),
+                       "events": [e.model_dump(mode="json") for e in rt.state.events(run_id)]}, ensure_ascii=False)
+    rt.store.put_bytes(keys.run_manifest_key(run_id), body.encode(), content_type="application/json")
+
+
+def restore_runs(rt: Runtime) -> int:
+    """Put back into Redis every run whose manifest is stored but whose state is gone; returns how many."""
+    restored = 0
+    for key in rt.store.list("runs/"):
+        if not key.endswith("/manifest.json"):
+            continue
+        manifest = json.loads(rt.store.get_bytes(key))
+        run_id = key.split("/")[1]
+        if rt.state.run(run_id):
+            continue
+        rt.state.restore(run_id, manifest["run"], [EVENT.validate_python(e) for e in manifest["events"]])
+        restored += 1
+    return restored
