@@ -112,11 +112,14 @@ class Delivery:
             return True
         return False
 
-    def ended(self) -> str | None:
-        """Why this delivery should do nothing: the run was cancelled or re-run since it was sent."""
+    def ended(self, also: frozenset[str] = frozenset()) -> str | None:
+        """Why this delivery should do nothing: the run was cancelled or re-run since it was sent (or, for
+        a part, a sibling part already ended it)."""
         run = self.rt.state.run(self.event.run_id)
         if run.get("status") == "cancelled":
             return "cancelled"
+        if run.get("status") in also:
+            return "run-ended"
         if int(run.get("generation") or 0) > self.event.generation:
             return "stale"
         return None
@@ -252,10 +255,8 @@ def run_part(task: Any, spec: StepSpec, payload: dict[str, Any], index: int) -> 
     if d.emitted():
         return "duplicate"
     rt, event, fanout = d.rt, d.event, spec.fanout
-    if ended := d.ended():
+    if ended := d.ended(also=frozenset({"failed", "skipped"})):
         return ended
-    if rt.state.run(event.run_id).get("status") in {"failed", "skipped"}:
-        return "run-ended"  # a sibling part ended the run; don't spend more on it
     try:
         plan: list[dict[str, Any]] = json.loads(rt.store.get_bytes(d.prefix + "plan.json"))
         if not rt.store.exists(keys.part_key(d.prefix, index)):
