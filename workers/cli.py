@@ -177,6 +177,27 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    """Serve the dashboard API; without a token it is read-only and stays on the loopback interface."""
+    import ipaddress
+
+    app, rt = _app()
+    if rt.settings.embedded:
+        return _fail("the dashboard reads run state from Redis: set PRESSROOM_BROKER_URL=redis://…")
+    try:
+        loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and rt.settings.dashboard_token is None:
+        return _fail(f"refusing to serve on {args.host} without PRESSROOM_DASHBOARD_TOKEN: set it, or use 127.0.0.1")
+    import uvicorn
+
+    from workers.dashboard.api import create_api
+
+    uvicorn.run(create_api(app), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 def _worker(args: argparse.Namespace) -> int:
     from schemas.events import Step
     from workers import keys
@@ -234,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", help="cancel a queued or running run")
     p.add_argument("run")
     p.set_defaults(func=_cancel)
+
+    p = sub.add_parser("dashboard", help="serve the retry dashboard's JSON API (/api, OpenAPI at /api/openapi.json)")
+    p.add_argument("--host", default="127.0.0.1", help="other than loopback only with PRESSROOM_DASHBOARD_TOKEN")
+    p.add_argument("--port", type=int, default=8090)
+    p.set_defaults(func=_dashboard)
 
     p = sub.add_parser("worker", help="work the given step queues")
     p.add_argument("--queues", default="download,transcribe,translate,tag,publish")

@@ -75,6 +75,11 @@ def websub_notified_key(channel_id: str, body_sha256: str) -> str:
     return f"{PREFIX}:websub:notified:{channel_id}:{body_sha256}"
 
 
+def audit_log_key() -> str:
+    """List: the dashboard's audit log, one JSON entry per action (who, what, run id, when), oldest first."""
+    return f"{PREFIX}:audit"
+
+
 # --- object-store keys ----------------------------------------------------------------------------
 def step_prefix(video_id: str, step: Step, input_hash: str) -> str:
     return f"videos/{video_id}/{step.value}/{input_hash}/"

@@ -65,6 +65,21 @@ def cancel(rt: Runtime, run_id: str) -> None:
     rt.state.cancel(run_id)
 
 
+def discard(rt: Runtime, run_id: str) -> None:
+    """Forget a finished run: its state, events and manifest go (else `runs --restore` would bring it back);
+    its artifacts stay, so a later run of the same video still reuses them."""
+    run = rt.state.run(run_id)
+    if not run:
+        raise PermanentError(f"no run {run_id!r}: check the run id (`pressroom runs`)")
+    if run.get("status") in ACTIVE:
+        raise PermanentError(f"run {run_id} is {run['status']}: cancel it first, then discard it")
+    rt.state.kv.delete(keys.run_key(run_id), keys.run_events_key(run_id))
+    zrem = getattr(rt.state.kv, "zrem", None)  # MemoryKV has none: readers skip index entries without a run
+    if zrem is not None:
+        zrem(keys.runs_index_key(), run_id)
+    rt.store.delete(keys.run_manifest_key(run_id))
+
+
 def write_manifest(rt: Runtime, run_id: str) -> None:
     """The run's state and event log, stored with its artifacts: Redis can be rebuilt from these."""
     body = json.dumps({"run": rt.state.run(run_id),

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.post import FrontMatterDefaults
@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     websub_callback_base: str | None = Field(default=None, description="public URL the hub calls: <base>/websub/<id>")
     websub_hub_url: str = Field(default="https://pubsubhubbub.appspot.com/subscribe", description="the WebSub hub")
     websub_lease_seconds: int = Field(default=432000, ge=3600, description="subscription lease asked of the hub")
+
+    # retry dashboard
+    dashboard_token: SecretStr | None = Field(
+        default=None, description="bearer token for the dashboard's actions; unset = read-only, loopback only"
+    )
 
     # Celery
     visibility_timeout: int = Field(default=7200, gt=0, description="seconds; above every step's time limit")

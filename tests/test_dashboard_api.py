@@ -1,0 +1,295 @@
+"""The dashboard API over real HTTP (uvicorn on a free port, httpx) against the tests' Redis database:
+listing and filters, detail, retry / retry-failed / cancel / discard with their refusals, the token rules,
+queue health, the audit log and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import uvicorn
+
+from schemas.artifacts import VideoSource
+from schemas.events import RunRequested, Step, StepFailed
+from schemas.run import RunSpec
+from tests.conftest import make_audio
+from workers import keys
+from workers.app import create_app
+from workers.cli import main
+from workers.dashboard.api import create_api
+from workers.errors import PermanentError
+from workers.runner import Outcome
+from workers.settings import load_settings
+from workers.submit import resolve_source, submit
+from workers.tasks import SPECS
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[httpx.Client]:
+    """The dashboard under a real uvicorn on 127.0.0.1:<free port>; yields a client for it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_api(app), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=10) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def _app(tmp_path: Path, redis_url: str, token: str | None = TOKEN) -> Any:
+    return create_app(load_settings(broker_url=redis_url, data_dir=tmp_path / "data", dashboard_token=token))
+
+
+@pytest.fixture()
+def app(tmp_path: Path, clean_redis: redis.Redis, redis_url: str) -> Any:
+    return _app(tmp_path, redis_url)
+
+
+@pytest.fixture()
+def api(app: Any) -> Iterator[httpx.Client]:
+    with serve(app) as client:
+        yield client
+
+
+def make_run(app: Any, run_id: str, status: str, *, channel: str | None = None, message: str = "boom",
+             created: float | None = None) -> RunSpec:
+    """A run put in `status` through RunState's own calls (a failure is at download, after its input event)."""
+    state = app.pressroom.state
+    spec = RunSpec(run_id=run_id, video_id=f"vid-{run_id}", channel_id=channel,
+                   source=VideoSource(kind="youtube", uri=f"https://www.youtube.com/watch?v=vid-{run_id}"))
+    state.create(spec)
+    state.append_event(RunRequested(run=spec))
+    if created is not None:
+        state.kv.hset(keys.run_key(run_id), "created", created)
+        state.kv.zadd(keys.runs_index_key(), {run_id: created})
+    if status in {"running", "failed"}:
+        state.step_started(run_id, Step.download, 1, "download@test", 1)
+    if status == "failed":
+        event = StepFailed(run=spec, step=Step.download, attempt=1, error_type="PermanentError", message=message)
+        state.append_event(event)
+        state.step_failed(event, traceback="Traceback: …")
+    if status == "succeeded":
+        for step in Step:
+            state.step_started(run_id, step, 1, f"{step}@test", 1)
+            state.step_succeeded(run_id, step, {"seconds": 1.5}, reused=False)
+    return spec
+
+
+def _ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [r["id"] for r in response.json()["runs"]]
+
+
+def _queued(client: redis.Redis, step: Step) -> list[dict[str, Any]]:
+    return [json.loads(m) for m in client.lrange(keys.QUEUES[step], 0, -1)]
+
+
+def test_list_filters_search_and_paging(app: Any, api: httpx.Client) -> None:
+    now = time.time()
+    make_run(app, "r1", "failed", channel="UC1", message="quota exceeded", created=now - 500)
+    make_run(app, "r2", "succeeded", channel="UC1", created=now - 400)
+    make_run(app, "r3", "running", channel="UC2", created=now - 300)
+    make_run(app, "r4", "failed", channel="UC2", message="private video", created=now - 200)
+    make_run(app, "r5", "queued", created=now - 100)
+
+    page = api.get("/api/runs").json()
+    assert page["total"] == 5 and [r["id"] for r in page["runs"]] == ["r5", "r4", "r3", "r2", "r1"]
+    r4 = page["runs"][1]
+    assert r4 == {**r4, "status": "failed", "video_id": "vid-r4", "channel_id": "UC2", "step": "download",
+                  "error": "download failed: private video", "generation": 0}
+    assert _ids(api.get("/api/runs", params={"status": "failed"})) == ["r4", "r1"]
+    assert _ids(api.get("/api/runs", params={"channel": "UC1"})) == ["r2", "r1"]
+    assert _ids(api.get("/api/runs", params={"channel": "UC2", "status": "failed"})) == ["r4"]
+    assert _ids(api.get("/api/runs", params={"step": "publish"})) == ["r2"]
+    assert _ids(api.get("/api/runs", params={"q": "QUOTA"})) == ["r1"]  # in the error, any case
+    assert _ids(api.get("/api/runs", params={"q": "vid-r3"})) == ["r3"]  # in the video id
+    assert _ids(api.get("/api/runs", params={"since": now - 350, "until": now - 150})) == ["r4", "r3"]
+    paged = api.get("/api/runs", params={"offset": 1, "limit": 2}).json()
+    assert paged["total"] == 5 and [r["id"] for r in paged["runs"]] == ["r4", "r3"]
+    paged = api.get("/api/runs", params={"status": "failed", "offset": 1, "limit": 1}).json()
+    assert paged["total"] == 2 and [r["id"] for r in paged["runs"]] == ["r1"]
+    bad = api.get("/api/runs", params={"status": "exploded"})
+    assert bad.status_code == 422 and bad.json()["error"].startswith("status:")
+
+
+def test_detail_and_unknown_run(app: Any, api: httpx.Client) -> None:
+    make_run(app, "r1", "failed", message="private video")
+    detail = api.get("/api/runs/r1").json()
+    download = detail["steps"][0]
+    assert download["step"] == "download" and download["status"] == "failed" and download["attempts"] == 1
+    assert download["worker"] == "download@test" and download["traceback"] == "Traceback: …"
+    assert download["error"] == "PermanentError: private video" and download["ended"] >= download["started"]
+    assert [s["status"] for s in detail["steps"][1:]] == ["pending"] * 4
+    assert [e["kind"] for e in detail["events"]] == ["run.requested", "step.failed"]
+    assert detail["generation"] == 0 and detail["post_preview"] is None
+
+    make_run(app, "r2", "succeeded")
+    done = api.get("/api/runs/r2").json()
+    assert done["steps"][4]["usage"] == {"seconds": 1.5} and done["steps"][4]["duration"] is not None
+
+    missing = api.get("/api/runs/nope")
+    assert missing.status_code == 404 and missing.json() == {"error": "no run 'nope': check the run id"}
+
+
+def test_actions_need_the_token(app: Any, api: httpx.Client, tmp_path: Path, redis_url: str) -> None:
+    make_run(app, "r1", "failed")
+    missing = api.post("/api/runs/r1/retry")
+    assert missing.status_code == 401 and "Bearer" in missing.json()["error"]
+    assert missing.headers["www-authenticate"] == "Bearer"
+    wrong = api.post("/api/runs/r1/retry", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and "wrong token" in wrong.json()["error"]
+    assert api.delete("/api/runs/r1", headers={"Authorization": "Basic " + TOKEN}).status_code == 401
+    assert app.pressroom.state.run("r1")["status"] == "failed"  # nothing was done
+
+    with serve(_app(tmp_path, redis_url, token=None)) as read_only:
+        refused = read_only.post("/api/runs/r1/cancel", headers=AUTH)
+        assert refused.status_code == 403 and refused.json()["error"].startswith("read-only: set PRESSROOM_DASHBOARD")
+        assert read_only.get("/api/runs/r1").status_code == 200  # reads stay open
+
+    log = api.get("/api/audit").json()["entries"]
+    assert [(e["who"], e["what"], e["run_id"]) for e in log][:2] == [
+        ("token:" + __import__("hashlib").sha256(TOKEN.encode()).hexdigest()[:12], "POST /api/runs/r1/cancel", "r1"),
+        ("anonymous", "DELETE /api/runs/r1", "r1")]
+    assert all(e["outcome"].startswith("refused") for e in log) and len(log) == 4
+
+
+def test_retry_refusals(app: Any, api: httpx.Client) -> None:
+    make_run(app, "r1", "running")
+    busy = api.post("/api/runs/r1/retry", headers=AUTH)
+    assert busy.status_code == 409 and busy.json() == {
+        "error": "run r1 is running: wait for it to end, or cancel it first"}
+    assert api.post("/api/runs/nope/retry", headers=AUTH).status_code == 404
+    make_run(app, "r2", "failed")
+    bad = api.post("/api/runs/r2/retry", params={"from_step": "dance"}, headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["error"].startswith("from_step:")
+    unreached = api.post("/api/runs/r2/retry", params={"from_step": "tag"}, headers=AUTH)
+    assert unreached.status_code == 409 and "never reached tag" in unreached.json()["error"]
+
+
+def test_a_retry_queues_the_failed_step_again(app: Any, api: httpx.Client, tmp_path: Path,
+                                              clean_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run failed by the real runner is retried through the API: new generation, input event re-queued."""
+    rt = app.pressroom
+    source, video_id = resolve_source(str(make_audio(tmp_path / "t.wav", 3)), rt)
+    run_id = submit(app, rt, source, video_id).run_id
+    clean_redis.delete(keys.QUEUES[Step.download])  # the submit's message: a worker would have taken it
+    spec = SPECS[Step.download]
+
+    def broken(*args: Any) -> Outcome:
+        raise PermanentError("private video: cannot download it")
+
+    monkeypatch.setitem(SPECS, Step.download, spec.__class__(spec.step, spec.outputs, spec.fingerprint, broken,
+                                                             False))
+    task = app.tasks[keys.task_name(Step.download)]
+    requested = rt.state.events(run_id)[0].model_dump(mode="json")
+    assert task.apply(args=[requested]).result == "failed"
+    assert api.get(f"/api/runs/{run_id}").json()["status"] == "failed"
+    before = {q["queue"]: q for q in api.get("/api/queues").json()["queues"]}[keys.QUEUES[Step.download]]
+    assert before["depth"] == 0 and before["oldest_age"] is None
+    assert before["last_hour"] == {"succeeded": 0, "failed": 1, "failure_rate": 1.0}
+
+    done = api.post(f"/api/runs/{run_id}/retry", headers=AUTH)
+    assert done.status_code == 200 and done.json() == {"id": run_id, "from_step": "download", "generation": 1}
+    run = rt.state.run(run_id)
+    assert run["status"] == "queued" and run["generation"] == "1" and run["download.status"] == "queued"
+    [message] = _queued(clean_redis, Step.download)
+    assert message["headers"]["task"] == keys.task_name(Step.download)
+    queues = {q["queue"]: q for q in api.get("/api/queues").json()["queues"]}
+    download = queues[keys.QUEUES[Step.download]]
+    assert download["depth"] == 1 and download["workers"] == [] and 0 <= download["oldest_age"] < 60
+    assert queues[keys.WATCH_QUEUE]["depth"] == 0 and queues[keys.WATCH_QUEUE]["oldest_age"] is None
+    assert set(queues) == {*keys.QUEUES.values(), keys.WATCH_QUEUE}
+    assert api.get("/api/audit").json()["entries"][0]["outcome"] == "ok"
+
+
+def test_retry_failed_under_a_filter(app: Any, api: httpx.Client, clean_redis: redis.Redis) -> None:
+    make_run(app, "r1", "failed", channel="UC1")
+    make_run(app, "r2", "failed", channel="UC2")
+    make_run(app, "r3", "succeeded", channel="UC1")
+    make_run(app, "r4", "failed", channel="UC1")
+    done = api.post("/api/runs/retry-failed", params={"channel": "UC1"}, headers=AUTH)
+    assert done.status_code == 200 and sorted(done.json()["retried"]) == ["r1", "r4"]
+    state = app.pressroom.state
+    assert [state.run(r)["status"] for r in ("r1", "r2", "r3", "r4")] == ["queued", "failed", "succeeded", "queued"]
+    assert len(_queued(clean_redis, Step.download)) == 2
+
+
+def test_cancel_and_discard(app: Any, api: httpx.Client, tmp_path: Path) -> None:
+    make_run(app, "r1", "running")
+    assert api.post("/api/runs/r1/cancel", headers=AUTH).json() == {"id": "r1", "status": "cancelled"}
+    again = api.post("/api/runs/r1/cancel", headers=AUTH)
+    assert again.status_code == 409 and "only queued or running" in again.json()["error"]
+    assert api.post("/api/runs/nope/cancel", headers=AUTH).status_code == 404
+
+    make_run(app, "r2", "running")
+    busy = api.delete("/api/runs/r2", headers=AUTH)
+    assert busy.status_code == 409 and "cancel it first" in busy.json()["error"]
+    rt = app.pressroom
+    rt.store.put_bytes("videos/vid-r1/download/x/source.json", b"{}")
+    rt.store.put_bytes(keys.run_manifest_key("r1"), b"{}")
+    assert api.delete("/api/runs/r1", headers=AUTH).json() == {"id": "r1", "discarded": True}
+    assert api.get("/api/runs/r1").status_code == 404 and rt.state.events("r1") == []
+    assert _ids(api.get("/api/runs")) == ["r2"]
+    assert rt.store.exists("videos/vid-r1/download/x/source.json")  # artifacts stay
+    assert not rt.store.exists(keys.run_manifest_key("r1"))  # `runs --restore` must not bring it back
+    log = api.get("/api/audit").json()["entries"]
+    assert [(e["what"], e["run_id"], e["outcome"][:7]) for e in log] == [
+        ("discard", "r1", "ok"), ("discard", "r2", "refused"), ("cancel", "nope", "refused"),
+        ("cancel", "r1", "refused"), ("cancel", "r1", "ok")]
+
+
+def test_openapi_lists_the_endpoints(api: httpx.Client) -> None:
+    paths = api.get("/api/openapi.json").json()["paths"]
+    assert {p: sorted(ops) for p, ops in paths.items()} == {
+        "/api/runs": ["get"], "/api/runs/{run_id}": ["delete", "get"], "/api/runs/retry-failed": ["post"],
+        "/api/runs/{run_id}/retry": ["post"], "/api/runs/{run_id}/cancel": ["post"], "/api/queues": ["get"],
+        "/api/audit": ["get"]}
+
+
+def test_dashboard_command_refuses_unsafe_setups(monkeypatch: pytest.MonkeyPatch, redis_url: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("PRESSROOM_BROKER_URL", raising=False)
+    monkeypatch.delenv("PRESSROOM_DASHBOARD_TOKEN", raising=False)
+    assert main(["dashboard"]) == 2
+    assert "set PRESSROOM_BROKER_URL" in capsys.readouterr().err
+    monkeypatch.setenv("PRESSROOM_BROKER_URL", redis_url)
+    assert main(["dashboard", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "without PRESSROOM_DASHBOARD_TOKEN" in err
+
+
+def test_memory_kv_filters_like_redis(app: Any, tmp_path: Path) -> None:
+    """The in-process KV (embedded mode) takes the plain-call path; it must select what the Lua script does."""
+    from workers.dashboard.queries import RunFilter, list_runs
+
+    embedded = create_app(load_settings(data_dir=tmp_path / "embedded"))
+    now = time.time()
+    for target in (app, embedded):
+        make_run(target, "r1", "failed", channel="UC1", message="Quota exceeded", created=now - 30)
+        make_run(target, "r2", "running", channel="UC10", created=now - 20)
+        make_run(target, "r3", "failed", channel="UC10", created=now - 10)
+    for f in (RunFilter(), RunFilter(status="failed"), RunFilter(channel="UC1"), RunFilter(q="quota"),
+              RunFilter(step=Step.download, channel="UC10"), RunFilter(since=now - 25, status="failed")):
+        got = [[r["id"] for r in list_runs(t.pressroom, f)["runs"]] for t in (app, embedded)]
+        assert got[0] == got[1] and got[0], f
