@@ -293,3 +293,32 @@ def test_memory_kv_filters_like_redis(app: Any, tmp_path: Path) -> None:
               RunFilter(step=Step.download, channel="UC10"), RunFilter(since=now - 25, status="failed")):
         got = [[r["id"] for r in list_runs(t.pressroom, f)["runs"]] for t in (app, embedded)]
         assert got[0] == got[1] and got[0], f
+
+
+def test_the_cli_goes_through_the_api_when_told_where_it_is(app: Any, api: httpx.Client,
+                                                            redis_url: str) -> None:
+    """With PRESSROOM_DASHBOARD_URL set, runs/retry/cancel are API calls: the same auth and audit log."""
+    import subprocess
+
+    from tests.harness import PRESSROOM, pressroom_env
+
+    make_run(app, "f1", "failed", message="quota exceeded")
+    make_run(app, "q1", "running")
+    env = pressroom_env(PRESSROOM_BROKER_URL=redis_url, PRESSROOM_DASHBOARD_URL=str(api.base_url),
+                        PRESSROOM_DASHBOARD_TOKEN=TOKEN)
+
+    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*PRESSROOM, *args], env=env | extra, capture_output=True, text=True, timeout=60)
+
+    listed = cli("runs", "--status", "failed")
+    assert listed.returncode == 0 and listed.stdout.split()[:2] == ["f1", "failed"] and "quota" in listed.stdout
+    wrong = cli("retry", "f1", PRESSROOM_DASHBOARD_TOKEN="not-it")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("pressroom: dashboard answered 403")
+    busy = cli("retry", "q1")
+    assert busy.returncode == 2 and "409" in busy.stderr and "cancel it first" in busy.stderr
+    done = cli("retry", "f1")
+    assert done.returncode == 0 and done.stdout.strip() == "run f1: re-running from download"
+    assert cli("cancel", "q1").returncode == 0
+    log = api.get("/api/audit").json()["entries"]
+    assert [(e["what"], e["run_id"], e["outcome"][:7]) for e in log][:3] == [
+        ("cancel", "q1", "ok"), ("retry from failed step", "f1", "ok"), ("retry from failed step", "q1", "refused")]

@@ -124,10 +124,29 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(rt: Runtime) -> Any:
+    """The dashboard API client when PRESSROOM_DASHBOARD_URL is set (actions then get its auth and audit)."""
+    from workers.dashboard.client import DashboardClient
+
+    s = rt.settings
+    if not s.dashboard_url:
+        return None
+    return DashboardClient(s.dashboard_url, s.dashboard_token.get_secret_value() if s.dashboard_token else None)
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    problem = run.get("error") or run.get("skipped") or ""
+    print(f"{run.get('id')}  {run.get('status') or '?':<9}  {run.get('video_id') or ''}  {problem}"[:200])
+
+
 def _runs(args: argparse.Namespace) -> int:
     from workers import keys
 
     _, rt = _app()
+    if client := _client(rt):
+        for run in client.runs(args.status, args.limit):
+            _print_run(run)
+        return 0
     if rt.settings.embedded:
         return _fail("runs are kept in Redis: set PRESSROOM_BROKER_URL (embedded runs live only in their process)")
     if args.restore:
@@ -140,8 +159,7 @@ def _runs(args: argparse.Namespace) -> int:
         run = rt.state.run(run_id)
         if args.status and run.get("status") != args.status:
             continue
-        problem = run.get("error") or run.get("skipped") or ""
-        print(f"{run_id}  {run.get('status', '?'):<9}  {run.get('video_id', '')}  {problem}"[:200])
+        _print_run({"id": run_id, **run})
         shown += 1
         if shown >= args.limit:
             break
@@ -154,6 +172,15 @@ def _retry(args: argparse.Namespace) -> int:
     from workers.operations import retry, retry_all_failed
 
     app, rt = _app()
+    if client := _client(rt):
+        if args.all_failed:
+            print("\n".join(client.retry_failed()))
+        elif args.run:
+            result = client.retry(args.run, args.from_step)
+            print(f"run {args.run}: re-running from {result['from_step']}")
+        else:
+            return _fail("name a run to retry, or pass --all-failed")
+        return 0
     if rt.settings.embedded:
         return _fail("retry needs PRESSROOM_BROKER_URL (redis://…) and workers")
     if args.all_failed:
@@ -172,7 +199,10 @@ def _cancel(args: argparse.Namespace) -> int:
     from workers.operations import cancel
 
     _, rt = _app()
-    cancel(rt, args.run)
+    if client := _client(rt):
+        client.cancel(args.run)
+    else:
+        cancel(rt, args.run)
     print(f"run {args.run}: cancelled")
     return 0
 

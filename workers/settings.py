@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     websub_lease_seconds: int = Field(default=432000, ge=3600, description="subscription lease asked of the hub")
 
     # retry dashboard
+    dashboard_url: str | None = Field(
+        default=None, description="the CLI's runs/retry/cancel go through this dashboard API; unset = Redis"
+    )
     dashboard_token: SecretStr | None = Field(
         default=None, description="bearer token for the dashboard's actions; unset = read-only, loopback only"
     )
@@ -106,7 +109,7 @@ class Settings(BaseSettings):
         return v
 
     @field_validator("s3_endpoint_url", "transcription_base_url", "llm_base_url", "openai_base_url",
-                     "websub_callback_base", "websub_hub_url")
+                     "websub_callback_base", "websub_hub_url", "dashboard_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
         if v and urlparse(v).scheme not in {"http", "https"}:
