@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 PRESSROOM = [sys.executable, "-m", "workers.cli"]
 
@@ -67,3 +68,28 @@ def workers(queues: list[str], env: dict[str, str], logdir: Path) -> Iterator[di
     finally:
         for proc in procs.values():
             proc.stop()
+
+
+@contextmanager
+def serve_asgi(app: Any) -> Iterator[str]:
+    """An ASGI app under a real uvicorn on 127.0.0.1, on a port the OS picked; yields its base URL."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

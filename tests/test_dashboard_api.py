@@ -5,8 +5,6 @@ queue health, the audit log and the OpenAPI document."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import uvicorn
 
 from schemas.artifacts import VideoSource
 from schemas.events import RunRequested, Step, StepFailed
 from schemas.run import RunSpec
 from tests.conftest import make_audio
+from tests.harness import serve_asgi
 from workers import keys
 from workers.app import create_app
 from workers.cli import main
@@ -38,23 +36,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @contextmanager
 def serve(app: Any) -> Iterator[httpx.Client]:
-    """The dashboard under a real uvicorn on 127.0.0.1:<free port>; yields a client for it."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_api(app), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    """The dashboard under a real uvicorn; yields a client for it."""
+    with serve_asgi(create_api(app)) as url, httpx.Client(base_url=url, timeout=10) as client:
+        yield client
 
 
 def _app(tmp_path: Path, redis_url: str, token: str | None = TOKEN) -> Any:

@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
@@ -18,9 +18,9 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 import redis
-import uvicorn
 from fastapi import FastAPI
 
+from tests.harness import serve_asgi
 from workers.errors import ConfigError, PermanentError, TransientError
 from workers.keys import websub_channel_key, websub_channels_key
 from workers.state import KV, MemoryKV
@@ -79,24 +79,8 @@ def sign(body: bytes, channel_id: str = CH, algorithm: str = "sha1", master: str
     return f"{algorithm}={digest}"
 
 
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """The app under a real uvicorn on 127.0.0.1, on a port the OS picked."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+def serve(app: FastAPI) -> AbstractContextManager[str]:
+    return serve_asgi(app)
 
 
 @dataclass
