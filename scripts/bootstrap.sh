@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up what Pressroom needs on a Debian machine, once: Python venv + packages, ffmpeg, and (for the
-# tests) a running Redis. Re-running is cheap: packages are reinstalled only when pyproject.toml changes.
+# tests) a running Redis and Debian's chromium. Re-running is cheap: packages are reinstalled only when
+# pyproject.toml changes.
 # Usage: scripts/bootstrap.sh run|test
 set -euo pipefail
 purpose="${1:-run}"
@@ -56,4 +57,6 @@ if [ "$purpose" = "test" ]; then
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
     for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && break; sleep 0.1; done
   fi
+  # the dashboard's browser test drives Debian's chromium (never `playwright install`: it downloads browsers)
+  [ -x /usr/bin/chromium ] || apt_install chromium
 fi

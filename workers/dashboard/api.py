@@ -173,4 +173,7 @@ def create_api(app: Any) -> FastAPI:
     def get_audit(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         return {"entries": audit.entries(rt, limit)}
 
+    from workers.dashboard.pages import mount_pages  # the HTML pages, over the same operations and audit log
+
+    mount_pages(api, app)
     return api
