@@ -191,7 +191,7 @@ def test_a_retry_queues_the_failed_step_again(app: Any, api: httpx.Client, tmp_p
     assert api.get(f"/api/runs/{run_id}").json()["status"] == "failed"
     before = {q["queue"]: q for q in api.get("/api/queues").json()["queues"]}[keys.QUEUES[Step.download]]
     assert before["depth"] == 0 and before["oldest_age"] is None
-    assert before["last_hour"] == {"succeeded": 0, "failed": 1, "failure_rate": 1.0}
+    assert before["last_hour"] == {"succeeded": 0, "failed": 1, "retried": 0, "failure_rate": 1.0}
 
     done = api.post(f"/api/runs/{run_id}/retry", headers=AUTH)
     assert done.status_code == 200 and done.json() == {"id": run_id, "from_step": "download", "generation": 1}

@@ -98,6 +98,8 @@ def test_transient_error_retries_then_fails_with_last_error(app: Any, tmp_path: 
     run = state.run(event.run_id)
     assert run["status"] == "failed"
     assert run["error"] == f"download failed: server busy (503) (gave up after {policy.max_retries + 1} attempts)"
+    # the dashboard's last-hour tallies count every retry and the final failure
+    assert state.tallies(Step.download) == {"succeeded": 0, "failed": 1, "retried": policy.max_retries}
 
 
 def test_backoff_grows_with_jitter_up_to_the_cap() -> None:

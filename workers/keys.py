@@ -50,6 +50,11 @@ def join_key(run_id: str, step: Step, input_hash: str) -> str:
     return f"{PREFIX}:join:{run_id}:{step.value}:{input_hash}"
 
 
+def step_stats_key(step: Step, minute: int) -> str:
+    """Hash: how many deliveries of a step succeeded / failed / retried in one minute (expires in 2 h)."""
+    return f"{PREFIX}:stats:{step.value}:{minute}"
+
+
 def seen_cache_key() -> str:
     """Set: video ids already submitted (a cache of the seen/ markers in the object store)."""
     return f"{PREFIX}:seen"

@@ -134,6 +134,7 @@ class Delivery:
             if self.attempt <= policy.max_retries:
                 delay = policy.delay(self.attempt, exc.retry_after)
                 self.rt.state.step_retrying(event.run_id, self.step, self.attempt, exc, delay)
+                self.rt.state.count(self.step, "retried")
                 log.warning("%s of run %s: %s; retry %d in %.0fs", self.step, event.run_id, exc, self.attempt, delay)
                 raise self.task.retry(countdown=delay, exc=exc, max_retries=policy.max_retries) from exc
             raise _Stop(self.fail(type(exc).__name__, f"{exc} (gave up after {self.attempt} attempts)")) from exc
@@ -157,6 +158,7 @@ class Delivery:
         log.error("%s of run %s failed: %s", self.step, self.event.run_id, failed.message)
         emit(self.task.app, self.rt.state, failed)
         self.rt.state.step_failed(failed, trace)
+        self.rt.state.count(self.step, "failed")
         write_manifest(self.rt, self.event.run_id)
         return "failed"
 
@@ -180,6 +182,7 @@ class Delivery:
                              step=self.step, attempt=self.attempt, reused=reused, generation=self.event.generation)
         emit(self.task.app, state, done)  # the event is logged before the run can read as finished
         state.step_succeeded(self.event.run_id, self.step, outcome.usage, reused)
+        state.count(self.step, "succeeded")
         state.mark_emitted(self.emit_key)
         if self.step is Step.publish:  # the run is over: keep its record with its artifacts
             write_manifest(self.rt, self.event.run_id)

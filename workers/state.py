@@ -39,6 +39,7 @@ class KV(Protocol):
     def scard(self, name: str) -> Any: ...
     def sismember(self, name: str, value: Any) -> Any: ...
     def delete(self, *names: str) -> Any: ...
+    def expire(self, name: str, time: int) -> Any: ...
 
 
 class MemoryKV:
@@ -93,6 +94,9 @@ class MemoryKV:
     def scard(self, name: str) -> int:
         with self._lock:
             return len(self._sets.get(name, ()))
+
+    def expire(self, name: str, time: int) -> bool:
+        return True  # embedded state lives as long as its process
 
     def delete(self, *names: str) -> int:
         with self._lock:
@@ -222,6 +226,20 @@ class RunState:
 
     def cancel(self, run_id: str) -> None:
         self.kv.hset(keys.run_key(run_id), mapping={"status": "cancelled", "updated": time.time()})
+
+    def count(self, step: Step, outcome: str, now: float | None = None) -> None:
+        """Per-minute tallies of step outcomes: the dashboard's throughput and failure rate."""
+        key = keys.step_stats_key(step, int((now or time.time()) // 60))
+        self.kv.hincrby(key, outcome, 1)
+        self.kv.expire(key, 7200)
+
+    def tallies(self, step: Step, minutes: int = 60, now: float | None = None) -> dict[str, int]:
+        last = int((now or time.time()) // 60)
+        total: dict[str, int] = {"succeeded": 0, "failed": 0, "retried": 0}
+        for minute in range(last - minutes + 1, last + 1):
+            for outcome, n in self.kv.hgetall(keys.step_stats_key(step, minute)).items():
+                total[_text(outcome)] = total.get(_text(outcome), 0) + int(n)
+        return total
 
     def add_usage(self, run_id: str, step: Step, usage: dict[str, float]) -> None:
         for name, amount in usage.items():

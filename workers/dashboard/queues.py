@@ -15,12 +15,8 @@ from typing import Any
 
 from schemas.events import Step
 from workers import keys
-from workers.dashboard.queries import _float, _text, hmget_many
+from workers.dashboard.queries import _text
 from workers.runtime import Runtime
-
-HOUR = 3600.0
-LOOKBACK = 24 * HOUR  # runs created earlier than this are not scanned for last hour's step ends
-MAX_SCANNED = 5000  # and at most this many of the newest: the scan stays bounded however busy it gets
 
 
 def message_emitted_at(raw: Any) -> float | None:
@@ -51,24 +47,8 @@ def workers_by_queue(app: Any, timeout: float = 1.0) -> dict[str, list[str]]:
 
 
 def last_hour(rt: Runtime, now: float) -> dict[str, dict[str, int]]:
-    """Per step: how many ended succeeded / failed in the last hour, from the run hashes of recent runs."""
-    kv = rt.state.kv
-    ids: list[str]
-    if hasattr(kv, "zrevrangebyscore"):
-        ids = [_text(i) for i in kv.zrevrangebyscore(keys.runs_index_key(), "+inf", now - LOOKBACK,
-                                                     start=0, num=MAX_SCANNED)]
-    else:
-        ids = [_text(i) for i in reversed(kv.zrange(keys.runs_index_key(), 0, -1))][:MAX_SCANNED]
-    fields = ["updated"] + [f"{s}.{n}" for s in Step for n in ("status", "ended")]
-    counts = {s.value: {"succeeded": 0, "failed": 0} for s in Step}
-    for row in hmget_many(kv, [keys.run_key(i) for i in ids], fields):
-        if (_float(row[0]) or 0) < now - HOUR:
-            continue
-        for n, step in enumerate(Step):
-            status, ended = row[1 + 2 * n], _float(row[2 + 2 * n])
-            if ended and ended >= now - HOUR and status in ("succeeded", "failed"):
-                counts[step.value][status] += 1
-    return counts
+    """Per step: deliveries that succeeded / failed / were retried in the last hour (the runner's tallies)."""
+    return {step.value: rt.state.tallies(step, 60, now) for step in Step}
 
 
 def queue_stats(app: Any, rt: Runtime, *, inspect_timeout: float = 1.0) -> dict[str, Any]:
@@ -89,7 +69,7 @@ def queue_stats(app: Any, rt: Runtime, *, inspect_timeout: float = 1.0) -> dict[
             depth, oldest = pipe.execute()
             at = message_emitted_at(oldest) if oldest else None
             step = step_of.get(queue)
-            ended = done.get(step or "", {"succeeded": 0, "failed": 0})
+            ended = done.get(step or "", {"succeeded": 0, "failed": 0, "retried": 0})
             finished = ended["succeeded"] + ended["failed"]
             out.append({
                 "queue": queue, "step": step, "depth": int(depth),
@@ -100,5 +80,4 @@ def queue_stats(app: Any, rt: Runtime, *, inspect_timeout: float = 1.0) -> dict[
             })
     finally:
         broker.close()
-    return {"queues": out, "at": now,
-            "last_hour_scope": f"runs created in the last {int(LOOKBACK // HOUR)} h, newest {MAX_SCANNED}"}
+    return {"queues": out, "at": now}
