@@ -13,6 +13,7 @@ import pytest
 from schemas.events import Step
 from tests.conftest import make_audio
 from workers.app import create_app
+from workers.dashboard.queries import run_detail
 from workers.embedded import embedded_worker
 from workers.errors import PermanentError
 from workers.follow import follow_run
@@ -58,6 +59,10 @@ def test_retry_resumes_at_the_failed_step_and_leaves_upstream_alone(tmp_path: Pa
         done = follow_run(rt.state, run_id, timeout=120)
 
         assert done["status"] == "succeeded" and done["generation"] == "1"
+        usage = run_detail(rt, run_id)["usage"]  # type: ignore[index]
+        assert usage["audio_minutes"] == 0.5 and usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+        assert usage["estimated_cost_usd"] == round(0.5 * 0.006 + usage["input_tokens"] * 0.40 / 1e6
+                                                    + usage["output_tokens"] * 1.60 / 1e6, 4)
         assert {step: done[f"{step}.started"] for step in ("download", "transcribe")} == started
         assert {step: _snapshot(store, step) for step in ("download", "transcribe")} == upstream
         trail = [f"{e.kind}:{getattr(e, 'step', '')}" for e in rt.state.events(run_id)]

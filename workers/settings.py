@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         default=3, ge=0, description="quick in-request retries (429 with Retry-After, 5xx) before the step's own"
     )
 
+    # prices for the dashboard's cost estimate (USD)
+    transcription_usd_per_minute: float = Field(default=0.006, ge=0, description="transcription price per audio minute")
+    llm_usd_per_million_input: float = Field(default=0.40, ge=0, description="LLM price per million input tokens")
+    llm_usd_per_million_output: float = Field(default=1.60, ge=0, description="LLM price per million output tokens")
+
     front_matter: FrontMatterDefaults = Field(default_factory=FrontMatterDefaults)
     glossary_file: Path | None = Field(default=None, description="YAML glossary used when a run names none")
     captions: Literal["off", "human", "auto"] = Field(

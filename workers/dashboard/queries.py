@@ -210,6 +210,20 @@ def _step_detail(run: dict[str, str], step: Step) -> dict[str, Any]:
     }
 
 
+def usage_and_cost(rt: Runtime, steps: list[dict[str, Any]]) -> dict[str, float]:
+    """The run's totals (audio minutes transcribed, tokens) and what they cost at the configured prices.
+    Transcription is counted once per run (captions cost nothing; download's audio seconds are not billed)."""
+    usage = {step["step"]: step["usage"] for step in steps}
+    minutes = usage.get("transcribe", {}).get("audio_seconds", 0.0) / 60
+    tokens_in = sum(u.get("input_tokens", 0.0) for u in usage.values())
+    tokens_out = sum(u.get("output_tokens", 0.0) for u in usage.values())
+    s = rt.settings
+    cost = (minutes * s.transcription_usd_per_minute + tokens_in / 1e6 * s.llm_usd_per_million_input
+            + tokens_out / 1e6 * s.llm_usd_per_million_output)
+    return {"audio_minutes": round(minutes, 2), "input_tokens": tokens_in, "output_tokens": tokens_out,
+            "estimated_cost_usd": round(cost, 4)}
+
+
 def run_detail(rt: Runtime, run_id: str) -> dict[str, Any] | None:
     """Everything about one run, or None if there is no such run."""
     run = rt.state.run(run_id)
@@ -224,12 +238,13 @@ def run_detail(rt: Runtime, run_id: str) -> dict[str, Any] | None:
         except Exception:  # the post is a nicety here: a store hiccup must not hide the run
             preview = None
     spec = json.loads(run["spec"]) if run.get("spec") else {}
+    steps = [_step_detail(run, step) for step in Step]
     return {
         "id": run_id, "status": run.get("status"), "video_id": run.get("video_id"),
         "channel_id": spec.get("channel_id"), "created": _float(run.get("created")),
         "updated": _float(run.get("updated")), "step": run.get("step"),
         "error": run.get("error") or run.get("skipped") or None, "generation": int(run.get("generation") or 0),
-        "steps": [_step_detail(run, step) for step in Step],
+        "steps": steps, "usage": usage_and_cost(rt, steps),
         "events": [e.model_dump(mode="json", exclude={"run"}) for e in events],
         "artifacts": {name: {"key": key, "url": rt.store.url(key)} for name, key in artifacts.items()},
         "post_preview": preview, "spec": spec,
