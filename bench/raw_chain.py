@@ -21,11 +21,11 @@ from typing import Any
 import redis
 from celery import Celery, chain
 from celery.canvas import Signature
-from kombu import Exchange, Queue
 
 from schemas.artifacts import Transcript, Translation, VideoMetadata
 from schemas.events import Step
 from schemas.post import FrontMatter
+from workers.app import delivery_conf, direct_queues
 from workers.retry import POLICIES
 from workers.steps import publish as publish_step
 from workers.steps import tag as tag_step
@@ -40,23 +40,11 @@ NOOP_DONE_KEY = "raw:noop:done"
 
 app = Celery("raw", broker=BROKER_URL, set_as_current=False)
 app.conf.update(
-    task_serializer="json",
-    accept_content=["json"],
-    result_serializer="json",
-    result_backend=None,
-    task_ignore_result=True,
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES.values()],
+    **delivery_conf(7200),  # the same delivery settings as Pressroom's default
+    task_queues=direct_queues(list(QUEUES.values())),
     task_default_queue=QUEUES["download"],
     task_routes={f"raw.{s}": {"queue": q} for s, q in QUEUES.items()}
     | {f"raw.noop.{s}": {"queue": q} for s, q in QUEUES.items()},
-    # the values Pressroom derives for its default visibility timeout of 7200 s
-    broker_transport_options={"visibility_timeout": 7200, "unacked_restore_interval": 10.0,
-                              "unacked_restore_throttle": 10},
-    broker_connection_retry_on_startup=True,
-    enable_utc=True,
 )
 
 

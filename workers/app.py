@@ -13,44 +13,52 @@ from workers.runtime import Runtime
 from workers.settings import Settings, get_settings
 
 
-def create_app(settings: Settings) -> Any:
-    """Build an app bound to these settings; embedded settings give kombu's in-memory broker."""
-    embedded = settings.embedded
-    app = Celery("pressroom", broker=settings.broker_url or "memory://", set_as_current=False)
-    vt = settings.visibility_timeout
-    sweep = min(100.0, max(1.0, vt / 4))  # how long after the timeout a dead worker's message comes back
+def delivery_conf(visibility_timeout: int, *, embedded: bool = False) -> dict[str, Any]:
+    """How messages are delivered: JSON only, late acks, redelivery when a worker dies, no hoarding.
+    Shared with bench/raw_chain.py, so the benchmark compares like with like."""
+    sweep = min(100.0, max(1.0, visibility_timeout / 4))  # how long after the timeout a lost message comes back
     transport: dict[str, Any] = {
-        "visibility_timeout": vt,
+        "visibility_timeout": visibility_timeout,
         "unacked_restore_interval": min(10.0, sweep),
         "unacked_restore_throttle": max(1, round(sweep / min(10.0, sweep))),
     }
     if embedded:
         transport["polling_interval"] = 0.02  # the memory transport polls; the default wastes ~1 s a hop
+    return {
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "enable_utc": True,
+    }
+
+
+def direct_queues(names: list[str]) -> list[Any]:
+    """One queue per name, each behind its own direct exchange."""
+    return [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in names]  # type: ignore[no-untyped-call]
+
+
+def create_app(settings: Settings) -> Any:
+    """Build an app bound to these settings; embedded settings give kombu's in-memory broker."""
+    app = Celery("pressroom", broker=settings.broker_url or "memory://", set_as_current=False)
     app.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        result_serializer="json",
-        result_backend=None,
-        task_ignore_result=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_queues=[
-            Queue(q, Exchange(q, type="direct"), routing_key=q)  # type: ignore[no-untyped-call]
-            for q in [*keys.QUEUES.values(), keys.WATCH_QUEUE]
-        ],
+        **delivery_conf(settings.visibility_timeout, embedded=settings.embedded),
+        task_queues=direct_queues([*keys.QUEUES.values(), keys.WATCH_QUEUE]),
         task_default_queue=keys.QUEUES[Step.download],
         task_routes={
             **{name: {"queue": keys.QUEUES[s]} for s in Step for name in (keys.task_name(s), keys.part_task_name(s))},
             keys.POLL_TASK: {"queue": keys.WATCH_QUEUE},
             keys.RENEW_TASK: {"queue": keys.WATCH_QUEUE},
         },
-        broker_transport_options=transport,
-        broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         task_send_sent_event=False,
-        enable_utc=True,
     )
     app.pressroom = Runtime(settings)
     from workers.tasks import register_tasks
@@ -59,6 +67,19 @@ def create_app(settings: Settings) -> Any:
     register_tasks(app)
     register_watch_tasks(app)
     return app
+
+
+def app_from_env(*, providers: bool = False) -> tuple[Any, Runtime]:
+    """The app the commands use, from the environment; with providers, their settings are checked now
+    rather than at the first task."""
+    from workers.settings import load_settings
+
+    settings = load_settings()
+    if providers:
+        settings.transcription_endpoint()
+        settings.llm_endpoint()
+    app = create_app(settings)
+    return app, app.pressroom
 
 
 def __getattr__(name: str) -> Any:

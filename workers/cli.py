@@ -55,16 +55,9 @@ def _fail(message: str) -> int:
 
 
 def _app(*, providers: bool = False) -> tuple[Any, Runtime]:
-    """Build the app; with providers, check their settings now rather than at the first task."""
-    from workers.app import create_app
-    from workers.settings import load_settings
+    from workers.app import app_from_env
 
-    settings = load_settings()
-    if providers:
-        settings.transcription_endpoint()
-        settings.llm_endpoint()
-    app = create_app(settings)
-    return app, app.pressroom
+    return app_from_env(providers=providers)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -20,11 +20,9 @@ def _channels_path(rt: Any) -> Path:
 
 
 def _app() -> tuple[Any, Any]:
-    from workers.app import create_app
-    from workers.settings import load_settings
+    from workers.app import app_from_env
 
-    app = create_app(load_settings())
-    return app, app.pressroom
+    return app_from_env()
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -49,7 +47,7 @@ def _list(args: argparse.Namespace) -> int:
 
     _, rt = _app()
     for c in load_channels(_channels_path(rt)).channels:
-        state = rt.state.kv.hgetall(keys.channel_state_key(c.id)) if rt.state else {}
+        state = rt.state.kv.hgetall(keys.channel_state_key(c.id))
         error = state.get("last_error") or ""
         status = f"failing ×{state.get('failures')}: {error}" if error else ("ok" if state else "not polled yet")
         print(f"{c.id}  {'enabled ' if c.enabled else 'disabled'}  {c.name}  [{status}]")
