@@ -1,4 +1,5 @@
-"""Captions → transcript segments: real YouTube auto-caption fixtures, checked against their own timed words.
+"""Captions → transcript segments: YouTube auto-caption fixtures (the real files' exact structure, our own
+words), checked against their own timed words.
 
 The expected words are read off the raw files here with small regexes, independently of the parser: every
 `<timestamp><c> word</c>` word, the untimed words a timed line starts with, and the untimed lines that are
@@ -26,8 +27,7 @@ from workers.steps.captions import (
     segments_to_sentences,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).parent / "fixtures"
 MODERN = FIXTURES / "youtube-autocaptions-modern.vtt"
 LEGACY = FIXTURES / "youtube-autocaptions-legacy.vtt"
 
@@ -104,21 +104,21 @@ def test_modern_fixture_sentences_and_times() -> None:
     raw = MODERN.read_text(encoding="utf-8")
     timed_lines = [ln for ln in raw.splitlines() if TIMESTAMP.search(ln)]
     # The oracle really read the file: one untimed word opens each timed line, one word per timing tag,
-    # and the last cue's new line "battery." has no timing at all.
+    # and the last cue's new line "megabyte." has no timing at all.
     tokens = caption_tokens(raw)
-    assert len(tokens) == len(timed_lines) + len(TIMESTAMP.findall(raw)) + 1 == 120 and tokens[-1] == "battery."
+    assert len(tokens) == len(timed_lines) + len(TIMESTAMP.findall(raw)) + 1 == 126 and tokens[-1] == "megabyte."
     segments = parse_vtt(raw)
-    assert (segments[0].text, segments[0].start) == ("Does fast charging hurt the battery?", 0.24)
-    assert (segments[1].text, segments[1].start) == ("We tested for 167 days.", 3.76)
-    assert segments[-1].text == "So in our test, fast charging didn't hurt the battery."
-    assert "Time flies." in [s.text for s in segments]  # after a 19 s pause, starting at its cue (43.6)
+    assert (segments[0].text, segments[0].start) == ("Does a cache really make the database faster?", 0.24)
+    assert (segments[1].text, segments[1].start) == ("We measured it for 214 days.", 3.76)
+    assert segments[-1].text == "So in our test, the cache was worth every megabyte."
+    assert "Months later." in [s.text for s in segments]  # after a 19 s pause, starting at its cue (43.6)
     assert all(s.speaker is None for s in segments)  # no `>>` in this video
 
 
 def test_legacy_fixture_colour_classes_and_missing_blank_lines() -> None:
     segments = parse_vtt(LEGACY.read_text(encoding="utf-8"))
-    assert " ".join(s.text for s in segments) == "yeah what this will happen is I'm telling"
-    assert segments[0].start == pytest.approx(286.07)
+    assert " ".join(s.text for s in segments) == "right so the cache expires and we're refilling"
+    assert segments[0].start == pytest.approx(401.07)
 
 
 AUTO_TURNS = """WEBVTT

@@ -24,8 +24,6 @@ from workers.settings import load_settings
 from workers.storage import put_model
 from workers.tasks import SPECS
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
 
 def make_talk(path: Path, seconds: int) -> Path:
     """Speech-like audio: 8 s of tone, 1 s of silence, repeated (the silences are where chunks are cut)."""
@@ -84,7 +82,7 @@ def test_captions_replace_transcription(tmp_path: Path, simulator: str) -> None:
     prefix = keys.step_prefix(run.video_id, Step.download,
                               input_hash(SPECS[Step.download].fingerprint(RunRequested(run=run), settings)))
     rt.store.put_bytes(prefix + "captions/en-auto.vtt",
-                       (SHARED / "fixtures" / "youtube-autocaptions-modern.vtt").read_bytes())
+                       (Path(__file__).parent / "fixtures" / "youtube-autocaptions-modern.vtt").read_bytes())
     rt.store.put_bytes(prefix + "audio.m4a", b"never read when captions exist")
     put_model(rt.store, prefix + "download.json", DownloadArtifact(
         metadata=VideoMetadata(video_id=run.video_id, title="Captioned", duration=60.0),

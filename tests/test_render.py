@@ -24,6 +24,9 @@ from workers.steps.publish import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+# The project's own post in the site's exact format: always checked, so a clone alone catches a format break.
+FIXTURE = ROOT / "tests" / "fixtures" / "post-format.md"
+# The real post the site took (the team's ../shared folder, beside a checkout): checked when it is there.
 REFERENCE = ROOT.parent / "shared" / "reference" / "openai-800m-weekly-users.md"
 DETAILS_HEAD = '<details>\n<summary>View/Hide Original English</summary>\n<p class="english-text">'
 DETAILS_TAIL = "</p>\n</details>"
@@ -112,17 +115,43 @@ def _body(post: Post) -> str:
 # --- the contract ---------------------------------------------------------------------------------
 
 
-def test_cli_renders_the_reference_post_byte_for_byte(tmp_path: Path) -> None:
-    reference = REFERENCE.read_bytes()
-    front, sections, cut_off = parse_reference(reference.decode("utf-8"))
+def _format_sample(name: str) -> bytes:
+    if name == "fixture":
+        return FIXTURE.read_bytes()
+    if not REFERENCE.exists():
+        pytest.skip(f"{REFERENCE} is absent (it sits beside the team's checkouts); the fixture holds the format")
+    return REFERENCE.read_bytes()
 
-    # The parser saw everything: as many sections as headings, paragraphs as English blocks.
+
+SAMPLES = pytest.mark.parametrize("sample", ["fixture", "reference"])
+
+
+def test_the_samples_show_the_format() -> None:
+    """The parser saw everything in our own fixture: as many sections as headings, paragraphs as English."""
+    text = FIXTURE.read_bytes()
+    front, sections, cut_off = parse_reference(text.decode("utf-8"))
+    assert len(sections) == text.count(b"\n### ") == 3
+    assert sum(len(s["paragraphs"]) for s in sections) == text.count(b"<details>") == 5
+    assert cut_off is None and text.endswith(CLOSE)
+    assert "\n" in yaml.safe_dump(front["summary"]).strip(), "the summary is long enough to fold"
+    assert any("<" in p["source"] and "&" in p["source"] for s in sections for p in s["paragraphs"])
+
+
+def test_reference_post_is_the_real_one() -> None:
+    reference = _format_sample("reference")
+    _, sections, cut_off = parse_reference(reference.decode("utf-8"))
     assert len(sections) == reference.count(b"\n### ") == 7
     assert sum(len(s["paragraphs"]) for s in sections) == reference.count(b"<details>") > 100
     assert cut_off is not None and not reference.endswith(b"\n"), "the reference's cut-off tail moved"
-
     expected = reference[: reference.rindex(CLOSE) + len(CLOSE)]
     assert reference[len(expected) :] == b"\n" + cut_off.encode("utf-8"), "only the cut-off paragraph dropped"
+
+
+@SAMPLES
+def test_cli_renders_the_post_byte_for_byte(tmp_path: Path, sample: str) -> None:
+    text = _format_sample(sample)
+    front, sections, _ = parse_reference(text.decode("utf-8"))
+    expected = text[: text.rindex(CLOSE) + len(CLOSE)]  # the reference's cut-off tail is a defect, not format
 
     post_json = tmp_path / "post.json"
     post_json.write_text(json.dumps({"front_matter": front, "sections": sections}, ensure_ascii=False))
@@ -133,12 +162,13 @@ def test_cli_renders_the_reference_post_byte_for_byte(tmp_path: Path) -> None:
     assert result.stdout == expected  # bytes: any single changed byte fails
 
 
-def test_render_post_in_process_matches_the_reference() -> None:
+@SAMPLES
+def test_render_post_in_process_matches_the_post(sample: str) -> None:
     """Same contract without a subprocess, so a failure shows a readable diff."""
-    reference = REFERENCE.read_text(encoding="utf-8")
-    front, sections, _ = parse_reference(reference)
+    text = _format_sample(sample).decode("utf-8")
+    front, sections, _ = parse_reference(text)
     post = Post.model_validate({"front_matter": front, "sections": sections})
-    expected = reference[: reference.rindex("</details>\n") + len("</details>\n")]
+    expected = text[: text.rindex("</details>\n") + len("</details>\n")]
     assert render_post(post) == expected
 
 

@@ -16,8 +16,11 @@ import yaml
 
 from tests.harness import PRESSROOM, pressroom_env
 
-FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "youtube-feed-nasa.xml").read_text()
-NASA = "UCLA_DiR1FfKNvjuUpBHmylQ"
+# An invented conference channel, in the exact structure of a real YouTube channel feed (see test_feed.py).
+FIXTURE = (Path(__file__).parent / "fixtures" / "youtube-feed-channel.xml").read_text(encoding="utf-8")
+CHANNEL = "UCq7Rk2_TzVx9mWnB4cLpH3e"
+NAME = "Lattice Dev Summit"
+NEWEST = "kT3vQ9xLm2E"  # the feed's first entry, a normal upload
 BROKEN = "UC" + "x" * 22
 
 
@@ -57,7 +60,7 @@ def with_new_upload(xml: str, video_id: str, title: str) -> str:
     """The feed with one more (newest) normal upload, as YouTube would show it."""
     first = re.search(r" <entry>.*?</entry>\n", xml, re.S)
     assert first
-    entry = re.sub(r"I_GUQdY01b0", video_id, first.group(0))
+    entry = re.sub(NEWEST, video_id, first.group(0))
     entry = re.sub(r"<title>[^<]*</title>", f"<title>{title}</title>", entry)
     entry = re.sub(r"<published>[^<]*</published>", "<published>2026-11-28T09:00:00+00:00</published>", entry)
     entry = re.sub(r'views="\d+"', 'views="12"', entry)
@@ -85,15 +88,15 @@ def _watch_once(env: dict[str, str]) -> list[str]:
 def test_new_uploads_become_runs_once(tmp_path: Path, clean_redis: redis.Redis, redis_url: str,
                                       feeds: Feeds) -> None:
     env = _env(tmp_path, redis_url, feeds)
-    added = _pressroom(env, "channels", "add", NASA, "--name", "NASA", "--backfill", "2", "--speaker", "NASA")
+    added = _pressroom(env, "channels", "add", CHANNEL, "--name", NAME, "--backfill", "2", "--speaker", NAME)
     assert added.returncode == 0, added.stderr
-    assert yaml.safe_load((tmp_path / "channels.yaml").read_text())["channels"][0]["defaults"]["speaker"] == "NASA"
-    feeds.set(NASA, FIXTURE)
+    assert yaml.safe_load((tmp_path / "channels.yaml").read_text())["channels"][0]["defaults"]["speaker"] == NAME
+    feeds.set(CHANNEL, FIXTURE)
 
     first = _watch_once(env)
-    assert first == ["UbAsuvO-164", "I_GUQdY01b0"] or sorted(first) == ["I_GUQdY01b0", "UbAsuvO-164"]
+    assert first == ["Rw8_pZc4HnA", NEWEST] or sorted(first) == sorted(["Rw8_pZc4HnA", NEWEST])
 
-    feeds.set(NASA, with_new_upload(FIXTURE, "NEWvideo001", "A brand new talk"))
+    feeds.set(CHANNEL, with_new_upload(FIXTURE, "NEWvideo001", "A brand new talk"))
     assert _watch_once(env) == ["NEWvideo001"]  # exactly the one new upload
     assert _watch_once(env) == []  # nothing new: nothing submitted
 
@@ -108,20 +111,20 @@ def test_new_uploads_become_runs_once(tmp_path: Path, clean_redis: redis.Redis, 
     assert clean_redis.llen("pressroom.download") == 0
 
     listed = _pressroom(env, "channels", "list")
-    assert listed.returncode == 0 and NASA in listed.stdout and "ok" in listed.stdout
+    assert listed.returncode == 0 and CHANNEL in listed.stdout and "ok" in listed.stdout
 
 
 def test_a_failing_feed_backs_off_alone(tmp_path: Path, clean_redis: redis.Redis, redis_url: str,
                                         feeds: Feeds) -> None:
     env = _env(tmp_path, redis_url, feeds)
-    for channel, name in [(BROKEN, "Broken"), (NASA, "NASA")]:
+    for channel, name in [(BROKEN, "Broken"), (CHANNEL, NAME)]:
         assert _pressroom(env, "channels", "add", channel, "--name", name, "--backfill", "15").returncode == 0
-    feeds.set(NASA, FIXTURE)
+    feeds.set(CHANNEL, FIXTURE)
     result = _pressroom(env, "watch", "--once")
     assert result.returncode == 0
     submitted = result.stdout.split()
     shorts = set(re.findall(r"/shorts/([\w-]{11})", FIXTURE))
-    live = {"yW-VAhqVJok"}  # the entry with 0 views
+    live = {"h6Vt-QaR0yB"}  # the entry with 0 views
     all_ids = re.findall(r"<yt:videoId>([\w-]{11})</yt:videoId>", FIXTURE)
     assert set(submitted) == set(all_ids) - shorts - live and len(submitted) == 15 - len(shorts) - 1
     assert f"channel {BROKEN}" in result.stderr and "404" in result.stderr
@@ -134,11 +137,11 @@ def test_a_failing_feed_backs_off_alone(tmp_path: Path, clean_redis: redis.Redis
 def test_an_operator_submit_counts_as_seen(tmp_path: Path, clean_redis: redis.Redis, redis_url: str,
                                            feeds: Feeds) -> None:
     env = _env(tmp_path, redis_url, feeds)
-    assert _pressroom(env, "channels", "add", NASA, "--backfill", "15").returncode == 0
-    feeds.set(NASA, FIXTURE)
-    manual = _pressroom(env, "submit", "https://www.youtube.com/watch?v=I_GUQdY01b0")
+    assert _pressroom(env, "channels", "add", CHANNEL, "--backfill", "15").returncode == 0
+    feeds.set(CHANNEL, FIXTURE)
+    manual = _pressroom(env, "submit", f"https://www.youtube.com/watch?v={NEWEST}")
     assert manual.returncode == 0, manual.stderr
-    assert "I_GUQdY01b0" not in _watch_once(env)
+    assert NEWEST not in _watch_once(env)
 
 
 def test_watch_without_a_channels_file_says_how_to_fix(tmp_path: Path, redis_url: str) -> None:
@@ -170,10 +173,10 @@ def test_backfill_lists_past_uploads_flat(tmp_path: Path) -> None:
                                  "url": f"https://www.youtube.com/watch?v=OLDvideo{i:03d}"} for i in range(3)]
                     + [{"id": "SHORTvid001", "url": "https://www.youtube.com/shorts/SHORTvid001"}]}
 
-    channel = ChannelConfig(id=NASA, name="NASA")
+    channel = ChannelConfig(id=CHANNEL, name=NAME)
     entries = list_uploads(channel, 4, ydl_factory=FakeYDL)
     assert [e.video_id for e in entries] == ["OLDvideo000", "OLDvideo001", "OLDvideo002", "SHORTvid001"]
     assert entries[-1].is_short and not entries[0].is_short
     url, options = asked[0]
-    assert url.endswith("list=UU" + NASA[2:]) and options["extract_flat"] == "in_playlist"
+    assert url.endswith("list=UU" + CHANNEL[2:]) and options["extract_flat"] == "in_playlist"
     assert options["playlistend"] == 4
