@@ -22,6 +22,7 @@ def part_task_name(step: Step) -> str:
 WATCH_QUEUE = f"{PREFIX}.watch"  # polling channels and WebSub notifications
 POLL_TASK = f"{PREFIX}.watch.poll"
 RENEW_TASK = f"{PREFIX}.watch.renew"
+WAKE_TASK = f"{PREFIX}.embedded.wake"  # a no-op that lets the embedded worker stop at once
 
 # --- Redis keys ------------------------------------------------------------------------------------
 def run_key(run_id: str) -> str:
