@@ -51,8 +51,8 @@ app.conf.update(
 @cache
 def _providers() -> tuple[Any, Any, Any]:
     """The transcriber, LLM and front-matter defaults, built as Pressroom's Runtime builds them."""
-    from workers.providers.llm import OpenAILLM
-    from workers.providers.transcription import OpenAITranscriber
+    from workers.providers.openai_llm import OpenAILLM
+    from workers.providers.openai_transcription import OpenAITranscriber
     from workers.settings import load_settings
 
     url = os.environ["BENCH_SIM_URL"]

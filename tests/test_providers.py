@@ -15,11 +15,11 @@ import pytest
 from pydantic import BaseModel
 
 from workers.errors import PermanentError, TransientError
-from workers.providers.llm import OpenAILLM
 from workers.providers.openai_client import classify, retry_after_seconds
+from workers.providers.openai_llm import OpenAILLM
+from workers.providers.openai_transcription import OpenAITranscriber
 from workers.providers.simulator import SimulatorConfig, running_simulator
 from workers.providers.simulator_fake import MARK
-from workers.providers.transcription import OpenAITranscriber
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from workers.errors import AnswerCutOff, Refused
-from workers.providers.llm import OpenAILLM
+from workers.providers.openai_llm import OpenAILLM
 from workers.providers.simulator import SimulatorConfig, running_simulator
 from workers.providers.simulator_fake import MARK, fake_zh
 from workers.providers.simulator_faults import REFUSE_MARKER

@@ -50,7 +50,7 @@ class Runtime:
 
     @cached_property
     def transcriber(self) -> Transcriber:
-        from workers.providers.transcription import OpenAITranscriber
+        from workers.providers.openai_transcription import OpenAITranscriber
 
         url, key = self.settings.transcription_endpoint()
         s = self.settings
@@ -58,7 +58,7 @@ class Runtime:
 
     @cached_property
     def llm(self) -> LLM:
-        from workers.providers.llm import OpenAILLM
+        from workers.providers.openai_llm import OpenAILLM
 
         url, key = self.settings.llm_endpoint()
         return OpenAILLM(url, key, self.settings.llm_model, self.settings.llm_timeout, self.settings.llm_max_retries)
