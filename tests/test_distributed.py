@@ -66,6 +66,9 @@ def test_three_files_through_redis_and_s3(tmp_path: Path, state: RunState, redis
     status = subprocess.run([*PRESSROOM, "status", run_ids[0]], env=env, capture_output=True, text=True)
     assert status.returncode == 0 and status.stdout.startswith(f"run {run_ids[0]}: succeeded")
     assert status.stdout.count(" succeeded") == 6  # the run and its five steps
+    post_key = state.events(run_ids[0])[-1].artifacts["post"]
+    bucket, prefix = s3_url.removeprefix("s3://").split("/", 1)
+    assert status.stdout.splitlines()[-1] == f"post: s3://{bucket}/{prefix}/{post_key}"  # where to fetch it
     missing = subprocess.run([*PRESSROOM, "status", "no-such-run"], env=env, capture_output=True, text=True)
     assert missing.returncode == 2 and "no run 'no-such-run'" in missing.stderr
 

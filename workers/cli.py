@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -68,6 +69,8 @@ def _run(args: argparse.Namespace) -> int:
     from workers.submit import resolve_source, submit
 
     app, rt = _app(providers=True)
+    if problem := _providers_unreachable(rt):
+        return _fail(problem)
     source, video_id = resolve_source(args.source, rt)
     mode = "embedded" if rt.settings.embedded else f"broker {rt.settings.broker_url}"
     with embedded_worker(app, rt.settings.embedded_concurrency) if rt.settings.embedded else nullcontext():
@@ -77,12 +80,33 @@ def _run(args: argparse.Namespace) -> int:
     if run.get("status") != "succeeded":
         print(f"pressroom: run {spec.run_id} failed — {run.get('error', 'unknown error')}", file=sys.stderr)
         return 1
-    post_key = rt.state.events(spec.run_id)[-1].artifacts["post"]
+    post_key = _post_key(rt, spec.run_id)
+    assert post_key is not None, "a succeeded run has published its post"
     out_dir = Path(args.out or rt.settings.out_dir or "out")
     path = out_dir / Path(post_key).name
     write_atomic(path, rt.store.get_bytes(post_key))
     print(path)
     return 0
+
+
+def _providers_unreachable(rt: Runtime) -> str | None:
+    """A provider that is not running is one line before the run, not retries for minutes during it."""
+    from workers.faults import unreachable
+
+    s = rt.settings
+    for name, (url, _) in (("TRANSCRIPTION", s.transcription_endpoint()), ("LLM", s.llm_endpoint())):
+        if why := unreachable(url):
+            return (f"cannot reach the {name.lower().replace('llm', 'LLM')} server at {url} ({why}): start it "
+                    f"(or `pressroom simulate` to rehearse) or fix PRESSROOM_{name}_BASE_URL")
+    return None
+
+
+def _post_key(rt: Runtime, run_id: str) -> str | None:
+    """The post's key in the store, from the run's publish event."""
+    for event in reversed(rt.state.events(run_id)):
+        if post := event.artifacts.get("post"):
+            return post
+    return None
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -102,18 +126,26 @@ def _status(args: argparse.Namespace) -> int:
     from workers.follow import describe_step
 
     _, rt = _app()
+    if rt.settings.embedded:
+        return _fail("status reads run state from Redis: set PRESSROOM_BROKER_URL (a `pressroom run` without one "
+                     "prints its own progress and the post's path)")
     run = rt.state.run(args.run)
     if not run:
         return _fail(f"no run {args.run!r} in {rt.settings.state_url or 'this process'}: check the run id")
+    events = rt.state.events(args.run)
+    post_key = _post_key(rt, args.run)
+    post = rt.store.where(post_key) if post_key else None
     if args.json:
-        events = [e.model_dump(mode="json") for e in rt.state.events(args.run)]
-        print(json.dumps({"run": run, "events": events}, indent=1, ensure_ascii=False))
+        dumped = [e.model_dump(mode="json") for e in events]
+        print(json.dumps({"run": run, "post": post, "events": dumped}, indent=1, ensure_ascii=False))
         return 0
     print(f"run {args.run}: {run.get('status')}  video {run.get('video_id')}")
     for step in Step:
         print(f"  {describe_step(run, step)}")
-    for event in rt.state.events(args.run):
+    for event in events:
         print(f"  {event.at:%H:%M:%S} {event.kind} {getattr(event, 'step', '')}")
+    if post:
+        print(f"post: {post}")
     return 0
 
 
@@ -213,12 +245,21 @@ def _dashboard(args: argparse.Namespace) -> int:
         loopback = False
     if not loopback and rt.settings.dashboard_token is None:
         return _fail(f"refusing to serve on {args.host} without PRESSROOM_DASHBOARD_TOKEN: set it, or use 127.0.0.1")
+    check_services(rt)
     import uvicorn
 
     from workers.dashboard.api import create_api
 
     uvicorn.run(create_api(app), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def check_services(rt: Runtime) -> None:
+    """Touch Redis and the object store once, so a server that cannot work says so now, not per request."""
+    from workers import keys
+
+    rt.state.kv.zrange(keys.runs_index_key(), 0, 0)
+    next(iter(rt.store.list("runs/")), None)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -240,36 +281,51 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pressroom", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="turn one YouTube URL or media file into a post (embedded by default)")
+    parser = argparse.ArgumentParser(
+        prog="pressroom", formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="pressroom COMMAND [options]    (pressroom COMMAND --help for its options)",
+        description="Turns English talks on YouTube into bilingual Chinese blog posts.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands",
+                                help=argparse.SUPPRESS)
+    p = sub.add_parser("run", help="turn one YouTube URL or media file into a post (the main job)")
     p.add_argument("source", help="YouTube URL or local audio/video file")
     p.add_argument("--out", help="directory the post is written to (default: PRESSROOM_OUT_DIR or ./out)")
     p.add_argument("--glossary", type=Path, help="YAML glossary of the channel's names (PRESSROOM_GLOSSARY_FILE)")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("render-post", help="render a post given as JSON to markdown on stdout")
+    # `simulate` is handed to the simulator's own parser (see main); listed here for the help
+    sub.add_parser("simulate", help="serve an OpenAI-compatible simulator, to rehearse offline")
+
+    p = sub.add_parser("render-post", help="render a post given as JSON to the site's markdown")
     p.add_argument("file")
     p.set_defaults(func=_render_post)
 
-    p = sub.add_parser("submit", help="submit sources to the distributed pipeline; prints run ids")
+    p = sub.add_parser("submit", help="submit sources to the workers (distributed mode); prints run ids")
     p.add_argument("sources", nargs="+")
     p.add_argument("--glossary", type=Path, help="YAML glossary of the channel's names (PRESSROOM_GLOSSARY_FILE)")
     p.set_defaults(func=_submit)
 
-    p = sub.add_parser("status", help="show a run's steps and events")
+    p = sub.add_parser("worker", help="work one or more step queues (distributed mode)")
+    p.add_argument("--queues", default="download,transcribe,translate,tag,publish")
+    p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
+    p.add_argument("--name", help="node name, unique per worker process (default: <queues>@<host>)")
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(func=_worker)
+
+    p = sub.add_parser("status", help="a run's steps, events and where its post is")
     p.add_argument("run")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_status)
 
-    p = sub.add_parser("runs", help="recent runs, newest first")
+    p = sub.add_parser("runs", help="recent runs, newest first, with their errors")
     p.add_argument("--status", choices=["queued", "running", "retrying", "succeeded", "failed", "skipped",
                                         "cancelled"])
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--restore", action="store_true", help="first rebuild lost run state from stored manifests")
     p.set_defaults(func=_runs)
 
-    p = sub.add_parser("retry", help="re-run a run from its failed step (or --from STEP); or --all-failed")
+    p = sub.add_parser("retry", help="re-run a run from its failed step (or --from STEP), or --all-failed")
     p.add_argument("run", nargs="?")
     p.add_argument("--from", dest="from_step", choices=["download", "transcribe", "translate", "tag", "publish"])
     p.add_argument("--all-failed", action="store_true")
@@ -279,43 +335,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.set_defaults(func=_cancel)
 
-    p = sub.add_parser("dashboard", help="serve the retry dashboard's JSON API (/api, OpenAPI at /api/openapi.json)")
+    p = sub.add_parser("dashboard", help="serve the retry dashboard and its JSON API")
     p.add_argument("--host", default="127.0.0.1", help="other than loopback only with PRESSROOM_DASHBOARD_TOKEN")
     p.add_argument("--port", type=int, default=8090)
     p.set_defaults(func=_dashboard)
 
-    p = sub.add_parser("worker", help="work the given step queues")
-    p.add_argument("--queues", default="download,transcribe,translate,tag,publish")
-    p.add_argument("--concurrency", type=int, default=None)
-    p.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
-    p.add_argument("--name", help="node name, unique per worker process (default: <queues>@<host>)")
-    p.add_argument("--loglevel", default="INFO")
-    p.set_defaults(func=_worker)
-
     from workers.watch.commands import add_watch_commands
 
     add_watch_commands(sub)
-    # `simulate` is handed to the simulator's own parser (see main); listed here for --help
-    sub.add_parser("simulate", help="serve an OpenAI-compatible simulator on 127.0.0.1 (`simulate --help`)")
+    width = max(len(name) for name in sub.choices) + 2
+    parser.epilog = "commands:\n" + "\n".join(
+        f"  {action.dest:<{width}}{action.help}" for action in sub._choices_actions)
     return parser
 
 
+def _quiet_stdout() -> None:
+    """The reader of our output went away (`| head`): stop writing, and do not complain at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; what goes wrong outside Pressroom's control ends as one line on stderr, not a traceback."""
     from workers.errors import PressroomError
 
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _dispatch(sys.argv[1:] if argv is None else argv)
+    except PressroomError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141  # as if killed by SIGPIPE, like any other command cut short by `head`
+    except Exception as exc:
+        from workers.faults import explain
+        from workers.settings import load_settings
+
+        message = explain(exc, load_settings())
+        if message is None:
+            raise
+        print(f"pressroom: {message}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["simulate"]:
         from workers.providers.simulator import main as simulator_main
 
         simulator_main(argv[1:], prog="pressroom simulate")
         return 0
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except PressroomError as exc:
-        return _fail(str(exc))
-    except KeyboardInterrupt:
-        return 130
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        sys.stdout.flush()
+        return 0
+    args = parser.parse_args(argv)
+    code = int(args.func(args))
+    sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+    return code
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ Every message says what went wrong and how to fix it, in one line.
 
 from __future__ import annotations
 
+import re
+
 
 class PressroomError(Exception):
     """Base of Pressroom's own errors."""
@@ -40,3 +42,12 @@ class NotAvailableYet(PermanentError):
 
 class SkipRun(PressroomError):
     """The video is outside the channel's filters (e.g. too short): the run ends as skipped, not failed."""
+
+
+def reason(exc: BaseException, limit: int = 160) -> str:
+    """An exception's reason on one short line: the socket's own words ("Connection refused") when it has
+    them, not a library's object reprs and the whole request URL."""
+    text = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+    if errno := re.search(r"\[Errno -?\d+\] ([^'\"()]+)", f"{text} {getattr(exc, 'kwargs', '')}"):
+        text = errno.group(1).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -35,6 +35,9 @@ class ObjectStore(Protocol):
     def url(self, key: str, expires: int = 3600) -> str:
         """A link for humans: presigned on S3, file:// locally."""
 
+    def where(self, key: str) -> str:
+        """Where an object is, to print: a file's path, or s3://bucket/key."""
+
 
 def put_model(store: ObjectStore, key: str, model: BaseModel, *, if_absent: bool = False) -> bool:
     data = model.model_dump_json(indent=1).encode()

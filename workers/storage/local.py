@@ -90,6 +90,9 @@ class LocalStore:
     def url(self, key: str, expires: int = 3600) -> str:
         return self._path(key).as_uri()
 
+    def where(self, key: str) -> str:
+        return str(self._path(key))
+
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write a file outside the store (an output directory) so readers never see half of it."""

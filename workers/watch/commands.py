@@ -128,6 +128,9 @@ def _websub(args: argparse.Namespace) -> int:
     app, rt = _app()
     if rt.settings.embedded:
         raise ConfigError("the WebSub endpoint needs PRESSROOM_BROKER_URL (redis://…) and workers")
+    from workers.cli import check_services
+
+    check_services(rt)
     uvicorn.run(websub_app(app, rt), host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -167,7 +170,7 @@ def _beat(args: argparse.Namespace) -> int:
 
 
 def add_watch_commands(sub: Any) -> None:
-    p = sub.add_parser("channels", help="the watched channels: add, list, remove")
+    p = sub.add_parser("channels", help="the watched channels: add, list, remove, subscribe")
     csub = p.add_subparsers(dest="channels_command", required=True)
     a = csub.add_parser("add", help="watch a channel (UC… id)")
     a.add_argument("channel_id")
@@ -187,12 +190,12 @@ def add_watch_commands(sub: Any) -> None:
     r.add_argument("--renew", action="store_true", help="only renew the leases that are about to expire")
     r.set_defaults(func=_subscribe)
 
-    p = sub.add_parser("websub", help="serve the WebSub callback that turns hub notifications into runs")
+    p = sub.add_parser("websub", help="serve the WebSub callback: the hub's notifications become runs")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.set_defaults(func=_websub)
 
-    p = sub.add_parser("watch", help="poll the channels' feeds and submit new uploads")
+    p = sub.add_parser("watch", help="poll the channels' feeds and submit their new uploads")
     p.add_argument("--once", action="store_true", help="poll every channel once, print submitted video ids, exit")
     p.set_defaults(func=_watch)
 
@@ -202,6 +205,6 @@ def add_watch_commands(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="submit even videos already processed")
     p.set_defaults(func=_backfill)
 
-    p = sub.add_parser("beat", help="Celery beat: schedules the channel poll task (distributed mode)")
+    p = sub.add_parser("beat", help="schedule the channel polls on the workers (distributed mode)")
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(func=_beat)
