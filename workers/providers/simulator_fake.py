@@ -1,6 +1,8 @@
 """The simulator's answers: deterministic fake transcripts and schema-valid fake JSON, no I/O but file reads.
 
-Every generated Chinese string starts with 【模拟】 so simulated output can never pass for a real translation.
+Everything it invents is marked, so a rehearsal can never pass for real output: every Chinese string and
+every name starts with 【模拟】, every tag with "simulated-", and each sentence of the built-in sample
+transcript (the English a rehearsal "hears" unless given a transcript of its own) with 【模拟】 too.
 """
 
 from __future__ import annotations
@@ -39,13 +41,14 @@ _TERM = re.compile(r"(?<![\w-])(?:[A-Za-z]*[a-z][A-Z]\w*|[A-Z][A-Za-z]*-?\d\w*(?
 
 # --- transcription ----------------------------------------------------------------------------------------
 def load_sentences(path: Path | None) -> list[str]:
-    """Sentences of the configured transcript (or the built-in sample), one per list item."""
+    """Sentences of the configured transcript, one per list item; the built-in sample's marked as simulated
+    (a transcript of the user's own is their text, so it is left as it is)."""
     text = (path or SAMPLE_TRANSCRIPT).read_text(encoding="utf-8")
     sentences = [s.strip() for line in text.splitlines() for s in _SENTENCE_END.split(line)]
     sentences = [s for s in sentences if s]
     if not sentences:
         raise ValueError(f"transcript {path} has no text")
-    return sentences
+    return sentences if path else [MARK + s for s in sentences]
 
 
 def layout_segments(sentences: list[str], duration: float) -> list[dict[str, Any]]:
@@ -171,15 +174,19 @@ def fake_tag_suggestion(schema: dict[str, Any], user: str) -> dict[str, Any]:
     return fake_object(schema, schema, {
         "title": f"{MARK}{(tags or ['访谈'])[0]}访谈",
         "summary": f"{MARK}这是一段模拟摘要，原文约{len(words)}个词。",
-        "tags": [t for t in dict.fromkeys(tags) if t] or ["simulated"],
-        "people": people,
-        "companies_orgs": [o for o in _ORGS if re.search(rf"\b{re.escape(o)}\b", text)],
-        "products_models": list(dict.fromkeys(
+        "tags": [f"simulated-{t}" for t in dict.fromkeys(tags) if t] or ["simulated"],
+        "people": _marked(people),
+        "companies_orgs": _marked([o for o in _ORGS if re.search(rf"\b{re.escape(o)}\b", text)]),
+        "products_models": _marked(list(dict.fromkeys(
             [p for p in _PRODUCTS if re.search(rf"\b{re.escape(p)}(?![\w-])", text)]
-            + [t for t in _TERM.findall(text) if t not in _ORGS and t not in _MEDIA]))[:8],
-        "media_books": [m for m in _MEDIA if m in text],
-        "guest": people[0] if people else "",
+            + [t for t in _TERM.findall(text) if t not in _ORGS and t not in _MEDIA]))[:8]),
+        "media_books": _marked([m for m in _MEDIA if m in text]),
+        "guest": MARK + people[0] if people else "",
     })  # fmt: skip
+
+
+def _marked(names: list[str]) -> list[str]:
+    return [MARK + n for n in names]
 
 
 # --- generic JSON-schema values ---------------------------------------------------------------------------
