@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up what Pressroom needs on a Debian machine, once: Python venv + packages, ffmpeg, and (for the
-# tests) a running Redis and Debian's chromium. Re-running is cheap: packages are reinstalled only when
-# pyproject.toml changes.
+# tests) a running Redis, Debian's chromium and docker-compose. Re-running is cheap: packages are
+# reinstalled only when pyproject.toml changes.
 # Usage: scripts/bootstrap.sh run|test
 set -euo pipefail
 purpose="${1:-run}"
@@ -59,4 +59,6 @@ if [ "$purpose" = "test" ]; then
   fi
   # the dashboard's browser test drives Debian's chromium (never `playwright install`: it downloads browsers)
   [ -x /usr/bin/chromium ] || apt_install chromium
+  # compose itself validates docker-compose.yml (no Docker engine is needed for `docker-compose config`)
+  command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || apt_install docker-compose
 fi
