@@ -79,7 +79,7 @@ def test_whisper_segments_are_ordered_and_within_duration(base_url: str, wav: Pa
     assert result.segments[0].start == 0
     assert all(a.end <= b.start for a, b in zip(result.segments, result.segments[1:], strict=False))
     assert all(s.end <= result.duration and s.text == s.text.strip() and s.text for s in result.segments)
-    assert result.segments[0].text.startswith("Welcome back to the show")
+    assert result.segments[0].text.startswith(f"{MARK}Welcome back to the show")  # the sample, marked
 
 
 @needs_ffmpeg
@@ -88,7 +88,7 @@ def test_gpt4o_transcribe_gives_one_segment_spanning_the_audio(base_url: str, wa
     assert len(result.segments) == 1
     only = result.segments[0]
     assert only.start == 0 and only.end == pytest.approx(20.0, abs=0.05)
-    assert only.text.startswith("Welcome back") and len(only.text.split()) > 20
+    assert only.text.startswith(f"{MARK}Welcome back") and len(only.text.split()) > 20
 
 
 def test_oversized_or_missing_audio_is_permanent(tmp_path: Path) -> None:

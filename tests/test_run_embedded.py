@@ -5,10 +5,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from schemas.artifacts import Transcript
 from tests.conftest import make_audio
 from tests.harness import PRESSROOM, pressroom_env
-from tests.pipeline_checks import assert_post_holds_transcript
+from tests.pipeline_checks import assert_post_holds_transcript, chinese_paragraphs, english_blocks
+from workers.providers.simulator_fake import MARK
 
 
 def _run(source: Path | str, out: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -33,12 +36,26 @@ def test_run_writes_a_complete_post(tmp_path: Path, simulator: str) -> None:
     assert_post_holds_transcript(post, transcript)
     for step in ("download", "transcribe", "translate", "tag", "publish"):
         assert f"{step}" in result.stderr  # progress, step by step
+    assert_rehearsal_is_marked(post)
 
     # the same file again: every stored artifact is reused, and the same post comes out
     again = _run(wav, tmp_path / "out2", env)
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("reused stored artifact") == 4
     assert Path(again.stdout.strip().splitlines()[-1]).read_text() == post
+
+
+def assert_rehearsal_is_marked(post: str) -> None:
+    """Nothing the simulator invented can pass for a real transcription or translation."""
+    front = yaml.safe_load(post.split("---\n")[1])
+    english = english_blocks(post)
+    assert english and all(block.startswith(MARK) for block in english)  # the built-in sample, marked
+    assert all(zh.startswith(MARK) for zh in chinese_paragraphs(post))
+    assert front["title"].startswith(MARK) and front["summary"].startswith(MARK)
+    names = [*front["people"], *front["companies_orgs"], *front["products_models"], *front["media_books"]]
+    assert names and all(n.startswith(MARK) for n in names) and front["guest"].startswith(MARK)
+    assert front["tags"] and all(t.startswith("simulated") for t in front["tags"])
+    assert "### " + MARK in post
 
 
 def test_run_failure_is_one_clear_line(tmp_path: Path, simulator: str) -> None:

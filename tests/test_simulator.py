@@ -208,3 +208,12 @@ def test_api_key_and_unknown_path_answer_openai_errors() -> None:
             urllib.request.urlopen(url + "/nowhere", timeout=5)
     assert info.value.code == 404
     assert "/v1/nowhere" in json.loads(info.value.read())["error"]["message"]
+
+
+def test_only_the_built_in_sample_is_marked(tmp_path: Path) -> None:
+    """The sample is invented, so each of its sentences says so; a user's own transcript is theirs."""
+    sample = load_sentences(None)
+    assert len(sample) > 10 and all(s.startswith(MARK) and len(s) > len(MARK) + 3 for s in sample)
+    own = tmp_path / "mine.txt"
+    own.write_text("We shipped it on Friday. Nobody noticed!\nThen it broke.\n")
+    assert load_sentences(own) == ["We shipped it on Friday.", "Nobody noticed!", "Then it broke."]
