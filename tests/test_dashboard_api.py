@@ -24,8 +24,8 @@ from workers import keys
 from workers.app import create_app
 from workers.cli import main
 from workers.dashboard.api import create_api
+from workers.delivery import Outcome
 from workers.errors import PermanentError
-from workers.runner import Outcome
 from workers.settings import load_settings
 from workers.submit import resolve_source, submit
 from workers.tasks import SPECS

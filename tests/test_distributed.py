@@ -95,7 +95,11 @@ def test_sigkill_mid_step_reruns_the_step_once(tmp_path: Path, state: RunState, 
             runs = wait_for_runs(state, [run_id])
     run = runs[run_id]
     assert run["status"] == "succeeded", run
-    assert int(run["translate.deliveries"]) == 2 and int(run["translate.pid"]) != pid
+    # the step's task and its one part, one of them twice (the one killed came back: its attempt 2)
+    assert int(run["translate.task.deliveries"]) + int(run["translate.part0.deliveries"]) == 3
+    assert int(run["translate.deliveries"]) == 3
+    assert int(run["translate.redeliveries"]) == 1 and int(run["translate.attempts"]) == 2
+    assert int(run["translate.pid"]) != pid
     assert event_trail(state, run_id) == SUCCESS_TRAIL  # one event per step: nothing doubled
     store = open_store(s3_url, endpoint_url=s3_endpoint, access_key_id="test", secret_access_key="test")
     assert len(list(store.list("posts/"))) == 1

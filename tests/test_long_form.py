@@ -14,12 +14,12 @@ from tests.harness import PRESSROOM, pressroom_env
 from tests.pipeline_checks import assert_post_holds_transcript, chinese_paragraphs
 from workers import keys
 from workers.app import create_app
+from workers.delivery import input_hash
 from workers.embedded import embedded_worker
 from workers.events import emit
 from workers.follow import follow_run
 from workers.providers.simulator import SimulatorConfig, running_simulator
 from workers.providers.transcription import MAX_UPLOAD_BYTES, TranscriptionResult
-from workers.runner import input_hash
 from workers.settings import load_settings
 from workers.storage import put_model
 from workers.tasks import SPECS

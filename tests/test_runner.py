@@ -15,9 +15,9 @@ from tests.conftest import make_audio
 from tests.pipeline_checks import event_trail
 from workers import keys
 from workers.app import create_app
+from workers.delivery import Outcome
 from workers.errors import PermanentError, TransientError
 from workers.retry import POLICIES, RetryPolicy
-from workers.runner import Outcome
 from workers.settings import load_settings
 from workers.submit import resolve_source, submit
 from workers.tasks import SPECS

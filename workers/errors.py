@@ -20,6 +20,11 @@ class TransientError(PressroomError):
         self.retry_after = retry_after
 
 
+class InfrastructureFault(TransientError):
+    """Pressroom's own services (the object store; Redis and the broker raise their own types) are down
+    or failing: the delivery is retried until they are back, without using up the step's retries."""
+
+
 class PermanentError(PressroomError):
     """Retrying will not help: bad input, a refused request, a missing file, a wrong key."""
 

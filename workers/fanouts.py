@@ -10,10 +10,10 @@ from pydantic import TypeAdapter
 
 from schemas.artifacts import DownloadArtifact, Paragraph, Transcript
 from workers import keys
+from workers.delivery import FanOut, InEvent, Outcome
 from workers.errors import SkipRun
 from workers.glossary import correct, transcription_prompt
 from workers.providers.transcription import MAX_UPLOAD_BYTES, TranscriptionResult
-from workers.runner import FanOut, InEvent, Outcome
 from workers.runtime import Runtime
 from workers.steps import chunking
 from workers.steps import translate as tr

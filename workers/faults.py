@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlparse, urlunparse
 
-from workers.errors import reason
+from workers.errors import InfrastructureFault, reason
 from workers.settings import Settings
 
 
@@ -29,6 +29,16 @@ def _redis_where(settings: Settings) -> tuple[str, str]:
 def _s3_where(settings: Settings) -> str:
     endpoint = settings.s3_endpoint_url or f"AWS S3 ({settings.s3_region})"
     return f"{settings.storage_url} at {endpoint}"
+
+
+def is_infra_fault(exc: BaseException) -> bool:
+    """Redis, the broker or the object store is unreachable or failing: worth retrying the whole delivery
+    until it is back (anything else is about the work itself)."""
+    import kombu.exceptions
+    import redis.exceptions
+
+    return isinstance(exc, InfrastructureFault | kombu.exceptions.OperationalError | redis.exceptions.ConnectionError
+                      | redis.exceptions.TimeoutError | redis.exceptions.ReadOnlyError)
 
 
 def explain(exc: BaseException, settings: Settings) -> str | None:

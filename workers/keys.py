@@ -35,6 +35,11 @@ def run_events_key(run_id: str) -> str:
     return f"{PREFIX}:run:{run_id}:events"
 
 
+def run_logged_key(run_id: str) -> str:
+    """Set: which events are in the run's log already (kind:step:generation), so a retried send logs once."""
+    return f"{PREFIX}:run:{run_id}:logged"
+
+
 def runs_index_key() -> str:
     """Sorted set: run ids by creation time."""
     return f"{PREFIX}:runs"

@@ -73,7 +73,7 @@ def discard(rt: Runtime, run_id: str) -> None:
         raise PermanentError(f"no run {run_id!r}: check the run id (`pressroom runs`)")
     if run.get("status") in ACTIVE:
         raise PermanentError(f"run {run_id} is {run['status']}: cancel it first, then discard it")
-    rt.state.kv.delete(keys.run_key(run_id), keys.run_events_key(run_id))
+    rt.state.kv.delete(keys.run_key(run_id), keys.run_events_key(run_id), keys.run_logged_key(run_id))
     zrem = getattr(rt.state.kv, "zrem", None)  # MemoryKV has none: readers skip index entries without a run
     if zrem is not None:
         zrem(keys.runs_index_key(), run_id)

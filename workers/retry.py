@@ -34,3 +34,7 @@ POLICIES: dict[Step, RetryPolicy] = {
     Step.tag: RetryPolicy(max_retries=8, backoff=5, backoff_max=300, time_limit=1200),
     Step.publish: RetryPolicy(max_retries=5, backoff=2, backoff_max=60, time_limit=300),
 }
+
+# Redis, the broker or the object store down: the delivery waits for it (about 35 minutes in all) without
+# using up the step's own retries, then the run fails with the fault's message.
+INFRA_POLICY = RetryPolicy(max_retries=40, backoff=2, backoff_max=60, time_limit=0)

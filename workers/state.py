@@ -28,9 +28,10 @@ class KV(Protocol):
     def hgetall(self, name: str) -> Any: ...
     def hget(self, name: str, key: str) -> Any: ...
     def hincrby(self, name: str, key: str, amount: int = 1) -> Any: ...
+    def hdel(self, name: str, *keys: str) -> Any: ...
     def rpush(self, name: str, *values: Any) -> Any: ...
     def lrange(self, name: str, start: int, end: int) -> Any: ...
-    def set(self, name: str, value: Any, ex: Any = None, nx: bool = False) -> Any: ...
+    def set(self, name: str, value: Any, ex: Any = None, nx: bool = False, xx: bool = False) -> Any: ...
     def get(self, name: str) -> Any: ...
     def zadd(self, name: str, mapping: Any) -> Any: ...
     def zrange(self, name: str, start: int, end: int) -> Any: ...
@@ -68,6 +69,11 @@ class MemoryKV:
     def hget(self, name: str, key: str) -> str | None:
         with self._lock:
             return self._hashes.get(name, {}).get(key)
+
+    def hdel(self, name: str, *keys: str) -> int:
+        with self._lock:
+            fields = self._hashes.get(name, {})
+            return sum(fields.pop(k, None) is not None for k in keys)
 
     def hincrby(self, name: str, key: str, amount: int = 1) -> int:
         with self._lock:
@@ -115,12 +121,12 @@ class MemoryKV:
             items = self._lists.get(name, [])
             return items[start:] if end == -1 else items[start : end + 1]
 
-    def set(self, name: str, value: Any, ex: Any = None, nx: bool = False) -> bool | None:
+    def set(self, name: str, value: Any, ex: Any = None, nx: bool = False, xx: bool = False) -> bool | None:
         with self._lock:
             current = self._strings.get(name)
             if current and current[1] is not None and current[1] < time.monotonic():
                 current = None
-            if nx and current is not None:
+            if (nx and current is not None) or (xx and current is None):
                 return None
             self._strings[name] = (str(value), time.monotonic() + ex if ex else None)
             return True
@@ -131,6 +137,15 @@ class MemoryKV:
             if current is None or (current[1] is not None and current[1] < time.monotonic()):
                 return None
             return current[0]
+
+    def append_once(self, list_key: str, set_key: str, member: str, value: str) -> bool:
+        """RPUSH value unless member is already in the set (what _APPEND_ONCE does on Redis)."""
+        with self._lock:
+            if member in self._sets[set_key]:
+                return False
+            self._sets[set_key].add(member)
+            self._lists[list_key].append(value)
+            return True
 
     def zrange(self, name: str, start: int, end: int) -> list[str]:
         with self._lock:
@@ -148,11 +163,21 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+_APPEND_ONCE = """
+if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
 class RunState:
     """Reads and writes run state through a KV (Redis, or MemoryKV when embedded)."""
 
     def __init__(self, kv: KV) -> None:
         self.kv = kv
+        self._append_once: Any = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def create(self, spec: RunSpec) -> None:
@@ -163,15 +188,30 @@ class RunState:
         })
         self.kv.zadd(keys.runs_index_key(), {spec.run_id: now})
 
-    def step_started(self, run_id: str, step: Step, attempt: int, worker: str, pid: int) -> int:
-        """Record a start; return how many times this step's message has been delivered."""
-        name = keys.run_key(run_id)
-        deliveries = int(self.kv.hincrby(name, f"{step}.deliveries", 1))
-        self.kv.hset(name, mapping={
-            "status": "running", "step": step.value, f"{step}.status": "running",
-            f"{step}.attempts": attempt, f"{step}.started": time.time(), f"{step}.worker": worker, f"{step}.pid": pid,
-            "updated": time.time(),
+    def step_started(self, run_id: str, step: Step, tries: int, worker: str, pid: int) -> int:
+        """Record a delivery of the step's task (its `tries`th send); return how many times it has been
+        delivered. More than tried means a worker died under it and the message came back."""
+        deliveries = self._delivered(run_id, step, f"{step}.task.deliveries", tries, worker, pid)
+        self.kv.hset(keys.run_key(run_id), mapping={
+            "status": "running", "step": step.value, f"{step}.status": "running", f"{step}.started": time.time(),
         })
+        return deliveries
+
+    def part_started(self, run_id: str, step: Step, index: int, tries: int, worker: str, pid: int) -> int:
+        """The same for one part of a fanned-out step."""
+        return self._delivered(run_id, step, f"{step}.part{index}.deliveries", tries, worker, pid)
+
+    def _delivered(self, run_id: str, step: Step, counter: str, tries: int, worker: str, pid: int) -> int:
+        """Count a delivery of one message (the step's task or a part): `deliveries` counts all of the
+        step's, `redeliveries` those beyond what was sent, `attempts` the most any one message took."""
+        name = keys.run_key(run_id)
+        deliveries = int(self.kv.hincrby(name, counter, 1))
+        self.kv.hincrby(name, f"{step}.deliveries", 1)
+        if deliveries > tries:
+            self.kv.hincrby(name, f"{step}.redeliveries", 1)
+        if deliveries > int(self.kv.hget(name, f"{step}.attempts") or 0):
+            self.kv.hset(name, f"{step}.attempts", deliveries)
+        self.kv.hset(name, mapping={f"{step}.worker": worker, f"{step}.pid": pid, "updated": time.time()})
         return deliveries
 
     def step_retrying(self, run_id: str, step: Step, attempt: int, error: BaseException, delay: float) -> None:
@@ -212,10 +252,16 @@ class RunState:
         """Reset the steps about to run again, and the run, for a new generation."""
         fields: dict[str, Any] = {"status": "queued", "error": "", "skipped": "", "generation": generation,
                                   "updated": time.time()}
+        name = keys.run_key(run_id)
         for step in steps:
             fields.update({f"{step}.status": "queued", f"{step}.error": "", f"{step}.traceback": "",
-                           f"{step}.deliveries": 0, f"{step}.next_retry": ""})
-        self.kv.hset(keys.run_key(run_id), mapping=fields)
+                           f"{step}.next_retry": "", f"{step}.deliveries": 0, f"{step}.redeliveries": 0,
+                           f"{step}.attempts": 0, f"{step}.task.deliveries": 0})
+        counters = [f for f in map(_text, self.kv.hgetall(name)) if f.endswith(".deliveries") and ".part" in f
+                    and f.split(".", 1)[0] in {s.value for s in steps}]
+        if counters:
+            self.kv.hdel(name, *counters)
+        self.kv.hset(name, mapping=fields)
 
     def restore(self, run_id: str, fields: dict[str, str], events: list[AnyEvent]) -> None:
         """Rebuild a run from its manifest (after Redis lost its data)."""
@@ -260,8 +306,15 @@ class RunState:
         return done
 
     # --- events ------------------------------------------------------------------------------------
-    def append_event(self, event: AnyEvent) -> None:
-        self.kv.rpush(keys.run_events_key(event.run_id), event.model_dump_json())
+    def append_event(self, event: AnyEvent) -> bool:
+        """Log the event once: a send retried after a fault does not log it twice. False if it was."""
+        token = f"{event.kind}:{getattr(event, 'step', None) or ''}:{event.generation}"
+        args = (keys.run_events_key(event.run_id), keys.run_logged_key(event.run_id), token, event.model_dump_json())
+        if isinstance(self.kv, MemoryKV):
+            return self.kv.append_once(*args)
+        if self._append_once is None:
+            self._append_once = self.kv.register_script(_APPEND_ONCE)  # type: ignore[attr-defined]
+        return bool(self._append_once(keys=args[:2], args=args[2:]))
 
     def events(self, run_id: str) -> list[AnyEvent]:
         return [_EVENT.validate_json(_text(raw)) for raw in self.kv.lrange(keys.run_events_key(run_id), 0, -1)]
@@ -277,6 +330,12 @@ class RunState:
     def claim_emit(self, key: str, lease: int) -> bool:
         """Take the right to send a downstream event; the lease lapses if the sender dies."""
         return bool(self.kv.set(key, "sending", ex=lease, nx=True))
+
+    def renew_emit(self, key: str, lease: int) -> bool:
+        """Keep a held lease while its holder works (a long join); False if it was lost or sent."""
+        if self.emit_status(key) != "sending":
+            return False
+        return bool(self.kv.set(key, "sending", ex=lease, xx=True))
 
     def mark_emitted(self, key: str) -> None:
         self.kv.set(key, "sent")

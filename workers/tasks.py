@@ -1,6 +1,6 @@
 """The thin Celery tasks: load a step's inputs from storage, call its function, store its outputs.
 
-Idempotency, reuse, run state, retries and emission are the runner's (workers/runner.py).
+Idempotency, reuse, run state, retries and emission are the runner's (workers/runner.py, workers/delivery.py).
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from schemas.artifacts import DownloadArtifact, Translation
 from schemas.events import Step
 from schemas.post import FrontMatter
 from workers import keys
+from workers.delivery import InEvent, Outcome, StepSpec
 from workers.errors import NotAvailableYet, SkipRun
 from workers.fanouts import TRANSCRIBE, TRANSCRIBE_VERSION, TRANSLATE
 from workers.retry import POLICIES
-from workers.runner import InEvent, Outcome, StepSpec, run_part, run_step
+from workers.runner import run_part, run_step
 from workers.runtime import Runtime
 from workers.settings import Settings
 from workers.steps import download as download_step
@@ -126,14 +127,16 @@ def register_tasks(app: Any) -> None:
     """Per step, a task (and one for its parts) on the step's own queue, with its time limits; acks late."""
     for step in SPECS:
         policy = POLICIES[step]
+        # max_retries=None: Celery sets no cap of its own; the step's policy and INFRA_POLICY do
         options = dict(bind=True, time_limit=policy.time_limit, soft_time_limit=policy.soft_time_limit,
-                       acks_late=True, reject_on_worker_lost=True, ignore_result=True, shared=False)
+                       acks_late=True, reject_on_worker_lost=True, ignore_result=True, shared=False,
+                       max_retries=None)
 
-        def task(self: Any, payload: dict[str, Any], _step: Step = step) -> str:
-            return run_step(self, SPECS[_step], payload)
+        def task(self: Any, payload: dict[str, Any], faults: int = 0, _step: Step = step) -> str:
+            return run_step(self, SPECS[_step], payload, faults)
 
-        def part(self: Any, payload: dict[str, Any], index: int, _step: Step = step) -> str:
-            return run_part(self, SPECS[_step], payload, index)
+        def part(self: Any, payload: dict[str, Any], index: int, faults: int = 0, _step: Step = step) -> str:
+            return run_part(self, SPECS[_step], payload, index, faults)
 
         task.__name__ = task.__qualname__ = f"{step.value}_task"
         part.__name__ = part.__qualname__ = f"{step.value}_part_task"

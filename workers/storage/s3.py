@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError, PartialCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from workers.errors import PermanentError, TransientError, reason
+from workers.errors import InfrastructureFault, PermanentError, reason
 
 _TRANSFER = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024)
 
@@ -61,7 +61,7 @@ class S3Store:
             return PermanentError(f"no credentials for the object store {self._where}: set "
                                   "PRESSROOM_S3_ACCESS_KEY_ID and PRESSROOM_S3_SECRET_ACCESS_KEY")
         if isinstance(exc, BotoConnectionError | HTTPClientError):
-            return TransientError(f"cannot reach the object store {self._where} ({reason(exc)}): start it or fix "
+            return InfrastructureFault(f"cannot reach the object store {self._where} ({reason(exc)}): start it or fix "
                                   "PRESSROOM_S3_ENDPOINT_URL")
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
@@ -77,7 +77,7 @@ class S3Store:
                     f"({code}): check PRESSROOM_S3_ACCESS_KEY_ID and PRESSROOM_S3_SECRET_ACCESS_KEY"
                 )
             if status >= 500 or code in {"SlowDown", "RequestTimeout", "ServiceUnavailable"}:
-                return TransientError(f"object store {self._where} failed on {key}: {code}; retrying")
+                return InfrastructureFault(f"object store {self._where} failed on {key}: {code}; retrying")
         return exc
 
     @contextmanager
