@@ -112,7 +112,7 @@ def test_killed_worker_messages_come_back(tmp_path: Path, state: RunState, redis
     """The whole worker dies (main process too): its unacked message returns after the visibility
     timeout and a new worker finishes the run."""
     with running_simulator(SimulatorConfig(latency=2.0)) as slow_simulator:
-        env = _env(redis_url, s3_url, s3_endpoint, slow_simulator, PRESSROOM_VISIBILITY_TIMEOUT="4")
+        env = _env(redis_url, s3_url, s3_endpoint, slow_simulator, PRESSROOM_VISIBILITY_TIMEOUT="6")
         wav = make_audio(tmp_path / "crash.wav", 15)
         others = [s for s in STEPS if s != "translate"]
         with workers(others, env, tmp_path / "logs"):
@@ -124,3 +124,21 @@ def test_killed_worker_messages_come_back(tmp_path: Path, state: RunState, redis
                 runs = wait_for_runs(state, [run_id], timeout=90)
     assert runs[run_id]["status"] == "succeeded", runs[run_id]
     assert event_trail(state, run_id) == SUCCESS_TRAIL
+
+
+def test_a_long_healthy_step_is_never_taken_from_its_worker(tmp_path: Path, state: RunState, redis_url: str,
+                                                            s3_url: str, s3_endpoint: str) -> None:
+    """Each LLM call takes 8 s, the visibility timeout is 6 s, and a second translate worker waits idle:
+    the busy worker keeps its message fresh, so nothing is handed over and nothing runs twice."""
+    with running_simulator(SimulatorConfig(latency=8.0)) as slow_simulator:
+        env = _env(redis_url, s3_url, s3_endpoint, slow_simulator, PRESSROOM_VISIBILITY_TIMEOUT="6")
+        wav = make_audio(tmp_path / "slow.wav", 15)
+        others = [s for s in STEPS if s not in ("translate", "tag")]
+        with workers(others, env, tmp_path / "logs"), workers(["translate"], env, tmp_path / "logs-1"), \
+                workers(["translate"], env, tmp_path / "logs-2"):
+            [run_id] = _submit(env, wav)
+            _wait_for(lambda: state.run(run_id).get("translate.status") == "succeeded", timeout=90,
+                      what="translate done")
+    run = state.run(run_id)
+    assert int(run["translate.part0.deliveries"]) == 1 and int(run["translate.task.deliveries"]) == 1, run
+    assert "translate.redeliveries" not in run

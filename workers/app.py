@@ -16,11 +16,11 @@ from workers.settings import Settings, get_settings
 def delivery_conf(visibility_timeout: int, *, embedded: bool = False) -> dict[str, Any]:
     """How messages are delivered: JSON only, late acks, redelivery when a worker dies, no hoarding.
     Shared with bench/raw_chain.py, so the benchmark compares like with like."""
-    sweep = min(100.0, max(1.0, visibility_timeout / 4))  # how long after the timeout a lost message comes back
     transport: dict[str, Any] = {
         "visibility_timeout": visibility_timeout,
-        "unacked_restore_interval": min(10.0, sweep),
-        "unacked_restore_throttle": max(1, round(sweep / min(10.0, sweep))),
+        # the sweep that puts a dead worker's messages back runs this often (workers/keepalive.py)
+        "unacked_restore_interval": min(10.0, max(1.0, visibility_timeout / 6)),
+        "unacked_restore_throttle": 1,
     }
     if embedded:
         transport["polling_interval"] = 0.02  # the memory transport polls; the default wastes ~1 s a hop
@@ -61,6 +61,9 @@ def create_app(settings: Settings) -> Any:
         task_send_sent_event=False,
     )
     app.pressroom = Runtime(settings)
+    from workers.keepalive import KeepDeliveriesAlive
+
+    app.steps["consumer"].add(KeepDeliveriesAlive)
     from workers.tasks import register_tasks
     from workers.watch.tasks import register_watch_tasks
 

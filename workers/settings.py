@@ -84,7 +84,9 @@ class Settings(BaseSettings):
     )
 
     # Celery
-    visibility_timeout: int = Field(default=7200, gt=0, description="seconds; above every step's time limit")
+    visibility_timeout: int = Field(
+        default=60, ge=5, description="seconds after which the messages of a worker that stopped refreshing them "
+        "(it died) go to another worker; workers refresh theirs every timeout/6 s")
     worker_concurrency: int = Field(default=2, ge=1)
     embedded_concurrency: int = Field(default=4, ge=1)
 
