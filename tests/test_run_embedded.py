@@ -94,3 +94,22 @@ def test_missing_api_key_fails_before_any_work(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().startswith("pressroom: no API key for https://api.openai.com/v1")
     assert not (tmp_path / "data").exists()
+
+
+def test_two_files_with_the_same_name_never_overwrite_each_others_post(tmp_path: Path, simulator: str) -> None:
+    env = pressroom_env(PRESSROOM_DATA_DIR=str(tmp_path / "data"), PRESSROOM_TRANSCRIPTION_BASE_URL=simulator,
+                        PRESSROOM_LLM_BASE_URL=simulator)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = make_audio(tmp_path / "a" / "same-title.wav", 12, 300)
+    second = make_audio(tmp_path / "b" / "same-title.wav", 14, 500)  # another talk, the same file name
+    paths = []
+    for source in (first, second, first):
+        result = _run(source, tmp_path / "out", env)
+        assert result.returncode == 0, result.stderr
+        paths.append(Path(result.stdout.strip().splitlines()[-1]))
+    assert paths[0].name.endswith("-same-title.md") and paths[1] != paths[0] and paths[2] == paths[0]
+    assert paths[1].name.startswith(paths[0].name.removesuffix(".md") + "-file-")  # told apart by its id
+    posts = sorted((tmp_path / "data" / "store" / "posts").iterdir())
+    assert [p.name for p in posts] == sorted({paths[0].name, paths[1].name})
+    assert posts[0].read_text() != posts[1].read_text()  # each holds its own talk

@@ -121,5 +121,10 @@ def post_key(name: str) -> str:
     return f"posts/{name}"
 
 
+def post_owner_key(name: str) -> str:
+    """Which video a post name belongs to (create-only), so two videos never write the same post."""
+    return f"post-owners/{name}"
+
+
 def run_manifest_key(run_id: str) -> str:
     return f"runs/{run_id}/manifest.json"

@@ -13,7 +13,7 @@ from schemas.events import Step
 from schemas.post import FrontMatter
 from workers import keys
 from workers.delivery import InEvent, Outcome, StepSpec
-from workers.errors import NotAvailableYet, SkipRun
+from workers.errors import NotAvailableYet, PermanentError, SkipRun
 from workers.fanouts import TRANSCRIBE, TRANSCRIBE_VERSION, TRANSLATE
 from workers.retry import POLICIES
 from workers.runner import run_part, run_step
@@ -70,12 +70,21 @@ def _publish(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome
     front = get_model(rt.store, event.artifacts["front_matter"], FrontMatter)
     translation = get_model(rt.store, event.artifacts["translation"], Translation)
     text = publish_step.render_post(publish_step.build_post(front, translation)).encode()
-    name = publish_step.post_filename(front, event.video_id, dl.metadata.title)
+    name = _own_post_name(rt, publish_step.post_filename(front, event.video_id, dl.metadata.title), event.video_id)
     rt.store.put_bytes(prefix + "post.md", text, content_type="text/markdown")
     rt.store.put_bytes(keys.post_key(name), text, content_type="text/markdown")
     for out_dir in {d for d in (event.run.out_dir, rt.settings.out_dir) if d}:
         write_atomic(Path(out_dir) / name, text)
     return Outcome({"post": keys.post_key(name)})
+
+
+def _own_post_name(rt: Runtime, wanted: str, video_id: str) -> str:
+    """The first name this video owns or can claim: a re-run replaces its own post, never another's."""
+    for name in publish_step.post_name_choices(wanted, video_id):
+        owner, me = keys.post_owner_key(name), video_id.encode()
+        if rt.store.put_bytes(owner, me, if_absent=True) or rt.store.get_bytes(owner) == me:
+            return name
+    raise PermanentError(f"post name {wanted!r} and its alternatives belong to other videos: rename the source")
 
 
 def _fp(*artifacts: str, settings: tuple[str, ...] = (), version: str = "", run: tuple[str, ...] = ()) -> Any:

@@ -147,3 +147,10 @@ def post_filename(front_matter: FrontMatter, video_id: str, english_title: str) 
             "characters — pass the video's English title or its id"
         )
     return f"{date}-{slug}.md"
+
+
+def post_name_choices(name: str, video_id: str) -> list[str]:
+    """The name a post wants, then one no other video can want (the video id added): when two videos
+    (say two files both called talk.wav) give the same name, the second takes the next choice."""
+    own = _NON_ID.sub("-", video_id).strip("-")
+    return [name] if name.endswith(f"-{own}.md") else [name, f"{name.removesuffix('.md')}-{own}.md"]
