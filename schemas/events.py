@@ -68,5 +68,15 @@ class RunSkipped(_EventBase):
     reason: str
 
 
-AnyEvent = RunRequested | StepSucceeded | StepFailed | RunSkipped
+class RunRetried(_EventBase):
+    """The run was sent on again from `step`, as a new generation: by an operator, or by the reconciler
+    when nothing was left to carry it on. The step's input is sent again; it is not logged a second time."""
+
+    kind: Literal["run.retried"] = "run.retried"
+    step: Step
+    by: str = Field(default="operator", description="operator, or reconciler")
+    reason: str = ""
+
+
+AnyEvent = RunRequested | StepSucceeded | StepFailed | RunSkipped | RunRetried
 Event = Annotated[AnyEvent, Field(discriminator="kind")]

@@ -29,6 +29,11 @@ def next_step(event: AnyEvent) -> Step | None:
 def emit(app: Any, state: RunState, event: AnyEvent) -> Step | None:
     """Record the event in the run's log and send the task it triggers, if any."""
     state.append_event(event)
+    return send(app, event)
+
+
+def send(app: Any, event: AnyEvent) -> Step | None:
+    """Send the task an event triggers, without logging the event (a re-run sends an old one again)."""
     step = next_step(event)
     if step is not None:
         app.send_task(keys.task_name(step), args=[event.model_dump(mode="json")], queue=keys.QUEUES[step])

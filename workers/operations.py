@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from schemas.events import AnyEvent, RunRequested, Step, StepSucceeded
+from schemas.events import AnyEvent, RunRequested, RunRetried, Step, StepSucceeded
 from workers import keys
 from workers.errors import PermanentError
-from workers.events import EVENT, ROUTES, emit
+from workers.events import EVENT, ROUTES, send
 from workers.runtime import Runtime
 
 ACTIVE = {"queued", "running", "retrying"}
@@ -31,7 +31,8 @@ def failed_step(run: dict[str, str]) -> Step | None:
     return next((s for s in Step if run.get(f"{s}.status") in {"failed", "skipped"}), None)
 
 
-def retry(app: Any, rt: Runtime, run_id: str, from_step: Step | None = None) -> Step:
+def retry(app: Any, rt: Runtime, run_id: str, from_step: Step | None = None, *, by: str = "operator",
+          reason: str = "") -> Step:
     """Re-run `run_id` from `from_step` (default: the step that failed); returns the step it restarts at."""
     run = rt.state.run(run_id)
     if not run:
@@ -46,7 +47,9 @@ def retry(app: Any, rt: Runtime, run_id: str, from_step: Step | None = None) -> 
         raise PermanentError(f"run {run_id} never reached {step}: re-run it from an earlier step")
     generation = int(run.get("generation") or 0) + 1
     rt.state.rerun(run_id, list(Step)[list(Step).index(step):], generation)
-    emit(app, rt.state, trigger.model_copy(update={"generation": generation}))
+    rt.state.append_event(RunRetried(run=trigger.run, artifacts=trigger.artifacts, step=step,
+                                     generation=generation, by=by, reason=reason))
+    send(app, trigger.model_copy(update={"generation": generation}))
     return step
 
 

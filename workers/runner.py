@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.events import RunSkipped, StepFailed
+from schemas.events import RunRequested, StepSucceeded
 from workers import delivery, keys
 from workers.delivery import Delivery, FanOut, Outcome, StepSpec, input_hash
 from workers.events import EVENT
@@ -29,8 +29,8 @@ def _delivery(task: Any, spec: StepSpec, payload: dict[str, Any], faults: int) -
     except ValidationError as exc:  # a malformed message must not kill the worker or loop
         log.error("dropping malformed %s message: %s", spec.step, str(exc).splitlines()[0])
         return None
-    if isinstance(event, StepFailed | RunSkipped):
-        log.error("dropping %s message carrying a final event for run %s", spec.step, event.run_id)
+    if not isinstance(event, RunRequested | StepSucceeded):
+        log.error("dropping %s message carrying a %s event for run %s", spec.step, event.kind, event.run_id)
         return None
     rt: Runtime = task.app.pressroom
     return Delivery(task, spec, event, input_hash(spec.fingerprint(event, rt.settings)), faults)
