@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from schemas.base import Model
+from schemas.pipeline import Step
 from schemas.run import RunSpec
 
-
-class Step(StrEnum):
-    download = "download"
-    transcribe = "transcribe"
-    translate = "translate"  # type: ignore[assignment]  # shadows str.translate; the name is the step
-    tag = "tag"
-    publish = "publish"
+__all__ = ["AnyEvent", "Event", "RunRequested", "RunRetried", "RunSkipped", "Step", "StepFailed", "StepSucceeded"]
 
 
 def _now() -> datetime:

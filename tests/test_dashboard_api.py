@@ -26,6 +26,7 @@ from workers.cli import main
 from workers.dashboard.api import create_api
 from workers.delivery import Outcome
 from workers.errors import PermanentError
+from workers.events import send
 from workers.settings import load_settings
 from workers.submit import resolve_source, submit
 from workers.tasks import SPECS
@@ -159,7 +160,8 @@ def test_actions_need_the_token(app: Any, api: httpx.Client, tmp_path: Path, red
 
 
 def test_retry_refusals(app: Any, api: httpx.Client) -> None:
-    make_run(app, "r1", "running")
+    spec = make_run(app, "r1", "running")
+    send(app, RunRequested(run=spec))  # a message carries it on: it is not stalled
     busy = api.post("/api/runs/r1/retry", headers=AUTH)
     assert busy.status_code == 409 and busy.json() == {
         "error": "run r1 is running: wait for it to end, or cancel it first"}
@@ -169,6 +171,16 @@ def test_retry_refusals(app: Any, api: httpx.Client) -> None:
     assert bad.status_code == 422 and bad.json()["error"].startswith("from_step:")
     unreached = api.post("/api/runs/r2/retry", params={"from_step": "tag"}, headers=AUTH)
     assert unreached.status_code == 409 and "never reached tag" in unreached.json()["error"]
+
+
+def test_a_stalled_run_is_retried_without_a_cancel(app: Any, api: httpx.Client, clean_redis: redis.Redis) -> None:
+    """Running, but no message anywhere (a worker lost it with Redis's data): retry takes it at once."""
+    make_run(app, "r1", "running")
+    retried = api.post("/api/runs/r1/retry", headers=AUTH)
+    assert retried.status_code == 200, retried.text
+    assert retried.json() == {"id": "r1", "from_step": "download", "generation": 1}
+    assert [m["headers"]["task"] for m in _queued(clean_redis, Step.download)] == ["pressroom.download"]
+    assert app.pressroom.state.events("r1")[-1].kind == "run.retried"
 
 
 def test_a_retry_queues_the_failed_step_again(app: Any, api: httpx.Client, tmp_path: Path,
@@ -287,7 +299,7 @@ def test_the_cli_goes_through_the_api_when_told_where_it_is(app: Any, api: httpx
     from tests.harness import PRESSROOM, pressroom_env
 
     make_run(app, "f1", "failed", message="quota exceeded")
-    make_run(app, "q1", "running")
+    send(app, RunRequested(run=make_run(app, "q1", "running")))  # carried on by a message: not stalled
     env = pressroom_env(PRESSROOM_BROKER_URL=redis_url, PRESSROOM_DASHBOARD_URL=str(api.base_url),
                         PRESSROOM_DASHBOARD_TOKEN=TOKEN)
 

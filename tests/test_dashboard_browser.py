@@ -15,6 +15,7 @@ import httpx
 import pytest
 import redis
 
+from schemas.pipeline import Step
 from tests.conftest import make_audio
 from tests.harness import serve_asgi
 from workers.app import create_app
@@ -59,7 +60,7 @@ def test_an_operator_retries_a_failed_run_in_the_browser(tmp_path: Path, clean_r
     with embedded_worker(app, 2), serve_asgi(create_api(app)) as base, sync_playwright() as pw:
         run_id = submit(app, rt, source, video_id).run_id
         failed = follow_run(rt.state, run_id, timeout=120)
-        assert failed["status"] == "failed" and failed["translate.status"] == "failed", failed
+        assert failed.status == "failed" and failed.of(Step.translate).status == "failed", failed
 
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:

@@ -134,7 +134,7 @@ def test_a_joiner_that_died_under_its_lease_does_not_stop_the_join(tmp_path: Pat
     with embedded_worker(app, 2):
         spec = submit(app, rt, source, video_id)
         run = follow_run(rt.state, spec.run_id, timeout=60, out=open("/dev/null", "w"))  # noqa: SIM115
-    assert claimed and run["status"] == "succeeded", run
+    assert claimed and run.status == "succeeded", run
     assert event_trail(rt.state, spec.run_id) == SUCCESS_TRAIL
 
 

@@ -92,8 +92,8 @@ def test_captions_replace_transcription(tmp_path: Path, simulator: str) -> None:
         rt.state.create(run)
         emit(app, rt.state, RunRequested(run=run))
         final = follow_run(rt.state, run.run_id, timeout=180)
-    assert final["status"] == "succeeded", final
-    assert final["download.reused"] == "1"
+    assert final.status == "succeeded", final
+    assert final.of(Step.download).reused
     transcript, step_dir = _transcript(tmp_path / "data" / "store")
     assert json.loads((step_dir / "plan.json").read_text()) == []  # no parts: nothing sent to transcription
     assert transcript.model == "captions" and len(transcript.segments) > 3

@@ -47,10 +47,11 @@ def test_retry_resumes_at_the_failed_step_and_leaves_upstream_alone(tmp_path: Pa
     with embedded_worker(app, 2):
         run_id = submit(app, rt, source, video_id).run_id
         failed = follow_run(rt.state, run_id, timeout=120)
-        assert failed["status"] == "failed" and "401" in failed["error"] and failed["translate.status"] == "failed"
+        assert failed.status == "failed" and "401" in (failed.error or "")
+        assert failed.of(Step.translate).status == "failed"
         store = tmp_path / "data" / "store"
         upstream = {step: _snapshot(store, step) for step in ("download", "transcribe")}
-        started = {step: failed[f"{step}.started"] for step in ("download", "transcribe")}
+        started = {step: failed.of(step).started for step in (Step.download, Step.transcribe)}
         assert all(upstream.values())
 
         rt.settings.llm_api_key = "right"  # the operator fixes the key …
@@ -58,12 +59,12 @@ def test_retry_resumes_at_the_failed_step_and_leaves_upstream_alone(tmp_path: Pa
         assert retry(app, rt, run_id) is Step.translate
         done = follow_run(rt.state, run_id, timeout=120)
 
-        assert done["status"] == "succeeded" and done["generation"] == "1"
+        assert done.status == "succeeded" and done.generation == 1
         usage = run_detail(rt, run_id)["usage"]  # type: ignore[index]
         assert usage["audio_minutes"] == 0.5 and usage["input_tokens"] > 0 and usage["output_tokens"] > 0
         assert usage["estimated_cost_usd"] == round(0.5 * 0.006 + usage["input_tokens"] * 0.40 / 1e6
                                                     + usage["output_tokens"] * 1.60 / 1e6, 4)
-        assert {step: done[f"{step}.started"] for step in ("download", "transcribe")} == started
+        assert {step: done.of(step).started for step in (Step.download, Step.transcribe)} == started
         assert {step: _snapshot(store, step) for step in ("download", "transcribe")} == upstream
         trail = [f"{e.kind}:{getattr(e, 'step', '')}" for e in rt.state.events(run_id)]
         # the history as it happened: the retry, not the upstream step a second time
@@ -74,8 +75,8 @@ def test_retry_resumes_at_the_failed_step_and_leaves_upstream_alone(tmp_path: Pa
         # re-run a finished run from any step: tag and publish again, nothing before them
         assert retry(app, rt, run_id, Step.tag) is Step.tag
         again = follow_run(rt.state, run_id, timeout=60)
-        assert again["status"] == "succeeded" and again["generation"] == "2"
-        assert again["tag.reused"] == "1" and again["translate.started"] == done["translate.started"]
+        assert again.status == "succeeded" and again.generation == 2
+        assert again.of(Step.tag).reused and again.of(Step.translate).started == done.of(Step.translate).started
 
     # Redis loses everything: the run comes back from the manifest stored with its artifacts
     events = rt.state.events(run_id)
@@ -115,5 +116,5 @@ def test_a_cancelled_run_does_no_more_work(tmp_path: Path) -> None:
             final = follow_run(rt.state, run_id, timeout=60)
             time.sleep(3)  # the transcription in flight finishes; nothing after it starts
         run = rt.state.run(run_id)
-    assert final["status"] == "cancelled" and run["status"] == "cancelled"
+    assert final.status == "cancelled" and run["status"] == "cancelled"
     assert "translate.status" not in run and "tag.status" not in run

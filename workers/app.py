@@ -55,6 +55,7 @@ def create_app(settings: Settings) -> Any:
             **{name: {"queue": keys.QUEUES[s]} for s in Step for name in (keys.task_name(s), keys.part_task_name(s))},
             keys.POLL_TASK: {"queue": keys.WATCH_QUEUE},
             keys.RENEW_TASK: {"queue": keys.WATCH_QUEUE},
+            keys.RECONCILE_TASK: {"queue": keys.WATCH_QUEUE},
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,

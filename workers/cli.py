@@ -10,6 +10,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from schemas.pipeline import PIPELINE, RunStatus
+
 if TYPE_CHECKING:
     from workers.runtime import Runtime
 
@@ -77,8 +79,8 @@ def _run(args: argparse.Namespace) -> int:
         spec = submit(app, rt, source, video_id, glossary=args.glossary)
         print(f"run {spec.run_id}: {args.source} ({mode}, store {rt.settings.store_url})", file=sys.stderr)
         run = follow_run(rt.state, spec.run_id)
-    if run.get("status") != "succeeded":
-        print(f"pressroom: run {spec.run_id} failed — {run.get('error', 'unknown error')}", file=sys.stderr)
+    if run.status is not RunStatus.succeeded:
+        print(f"pressroom: run {spec.run_id} {run.status} — {run.problem or 'no reason recorded'}", file=sys.stderr)
         return 1
     post_key = _post_key(rt, spec.run_id)
     assert post_key is not None, "a succeeded run has published its post"
@@ -122,26 +124,26 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from schemas.events import Step
     from workers.follow import describe_step
 
     _, rt = _app()
     if rt.settings.embedded:
         return _fail("status reads run state from Redis: set PRESSROOM_BROKER_URL (a `pressroom run` without one "
                      "prints its own progress and the post's path)")
-    run = rt.state.run(args.run)
-    if not run:
+    run = rt.state.view(args.run)
+    if run is None:
         return _fail(f"no run {args.run!r} in {rt.settings.state_url or 'this process'}: check the run id")
     events = rt.state.events(args.run)
     post_key = _post_key(rt, args.run)
     post = rt.store.where(post_key) if post_key else None
     if args.json:
         dumped = [e.model_dump(mode="json") for e in events]
-        print(json.dumps({"run": run, "post": post, "events": dumped}, indent=1, ensure_ascii=False))
+        print(json.dumps({"run": run.model_dump(mode="json"), "post": post, "events": dumped}, indent=1,
+                         ensure_ascii=False))
         return 0
-    print(f"run {args.run}: {run.get('status')}  video {run.get('video_id')}")
-    for step in Step:
-        print(f"  {describe_step(run, step)}")
+    print(f"run {args.run}: {run.status}  video {run.video_id}" + (f"  stalled: {run.stalled}" if run.stalled else ""))
+    for step in run.steps:
+        print(f"  {describe_step(step)}")
     for event in events:
         print(f"  {event.at:%H:%M:%S} {event.kind} {getattr(event, 'step', '')}")
     if post:
@@ -159,9 +161,8 @@ def _client(rt: Runtime) -> Any:
     return DashboardClient(s.dashboard_url, s.dashboard_token.get_secret_value() if s.dashboard_token else None)
 
 
-def _print_run(run: dict[str, Any]) -> None:
-    problem = run.get("error") or run.get("skipped") or ""
-    print(f"{run.get('id')}  {run.get('status') or '?':<9}  {run.get('video_id') or ''}  {problem}"[:200])
+def _print_run(run_id: str, status: str, video_id: str | None, problem: str | None) -> None:
+    print(f"{run_id}  {status:<9}  {video_id or ''}  {problem or ''}"[:200])
 
 
 def _runs(args: argparse.Namespace) -> int:
@@ -170,7 +171,7 @@ def _runs(args: argparse.Namespace) -> int:
     _, rt = _app()
     if client := _client(rt):
         for run in client.runs(args.status, args.limit):
-            _print_run(run)
+            _print_run(run["id"], run["status"], run.get("video_id"), run.get("error") or run.get("stalled"))
         return 0
     if rt.settings.embedded:
         return _fail("runs are kept in Redis: set PRESSROOM_BROKER_URL (embedded runs live only in their process)")
@@ -181,10 +182,10 @@ def _runs(args: argparse.Namespace) -> int:
     ids = list(reversed(rt.state.kv.zrange(keys.runs_index_key(), 0, -1)))
     shown = 0
     for run_id in ids:
-        run = rt.state.run(run_id)
-        if args.status and run.get("status") != args.status:
+        run = rt.state.view(run_id)
+        if run is None or (args.status and run.status != args.status):
             continue
-        _print_run({"id": run_id, **run})
+        _print_run(run_id, run.status, run.video_id, run.problem)
         shown += 1
         if shown >= args.limit:
             break
@@ -229,6 +230,22 @@ def _cancel(args: argparse.Namespace) -> int:
     else:
         cancel(rt, args.run)
     print(f"run {args.run}: cancelled")
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    """Find the runs nothing carries on any more and (unless --dry-run) send their current step again."""
+    from workers.reconcile import reconcile
+
+    app, rt = _app()
+    if rt.settings.embedded:
+        return _fail("reconcile inspects the broker: set PRESSROOM_BROKER_URL=redis://… (embedded runs end with "
+                     "their process)")
+    found = reconcile(app, rt, dry_run=args.dry_run)
+    for stall, sent in found:
+        action = "re-driven" if sent else ("would re-drive" if args.dry_run else "no input event to re-send")
+        print(f"{stall.run_id}  {stall.step}  {action}: {stall.reason}")
+    print(f"{len(found)} stalled run(s)" + (" (dry run: nothing sent)" if args.dry_run else ""), file=sys.stderr)
     return 0
 
 
@@ -306,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_submit)
 
     p = sub.add_parser("worker", help="work one or more step queues (distributed mode)")
-    p.add_argument("--queues", default="download,transcribe,translate,tag,publish")
+    p.add_argument("--queues", default=",".join(PIPELINE), help="steps (and watch: polls, renewals, reconciler)")
     p.add_argument("--concurrency", type=int, default=None)
     p.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
     p.add_argument("--name", help="node name, unique per worker process (default: <queues>@<host>)")
@@ -319,21 +336,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_status)
 
     p = sub.add_parser("runs", help="recent runs, newest first, with their errors")
-    p.add_argument("--status", choices=["queued", "running", "retrying", "succeeded", "failed", "skipped",
-                                        "cancelled"])
+    p.add_argument("--status", choices=[s.value for s in RunStatus])
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--restore", action="store_true", help="first rebuild lost run state from stored manifests")
     p.set_defaults(func=_runs)
 
     p = sub.add_parser("retry", help="re-run a run from its failed step (or --from STEP), or --all-failed")
     p.add_argument("run", nargs="?")
-    p.add_argument("--from", dest="from_step", choices=["download", "transcribe", "translate", "tag", "publish"])
+    p.add_argument("--from", dest="from_step", choices=[s.value for s in PIPELINE])
     p.add_argument("--all-failed", action="store_true")
     p.set_defaults(func=_retry)
 
     p = sub.add_parser("cancel", help="cancel a queued or running run")
     p.add_argument("run")
     p.set_defaults(func=_cancel)
+
+    p = sub.add_parser("reconcile", help="re-drive runs that nothing carries on any more")
+    p.add_argument("--dry-run", action="store_true", help="only list them")
+    p.set_defaults(func=_reconcile)
 
     p = sub.add_parser("dashboard", help="serve the retry dashboard and its JSON API")
     p.add_argument("--host", default="127.0.0.1", help="other than loopback only with PRESSROOM_DASHBOARD_TOKEN")

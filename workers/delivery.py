@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from schemas.events import RunRequested, RunSkipped, Step, StepFailed, StepSucceeded
+from schemas.pipeline import LAST_STEP, RunStatus, StepStatus
 from workers import keys
 from workers.errors import PressroomError, SkipRun, TransientError
 from workers.events import emit
@@ -118,15 +119,17 @@ class Delivery:
             return True
         return False
 
-    def ended(self, also: frozenset[str] = frozenset()) -> str | None:
+    def ended(self, also: frozenset[RunStatus] = frozenset()) -> str | None:
         """Why this delivery should do nothing: the run was cancelled or re-run since it was sent (or, for
         a part, a sibling part already ended it)."""
-        run = self.rt.state.run(self.event.run_id)
-        if run.get("status") == "cancelled":
+        run = self.rt.state.view(self.event.run_id)
+        if run is None:
+            return "discarded"
+        if run.status is RunStatus.cancelled:
             return "cancelled"
-        if run.get("status") in also:
+        if run.status in also:
             return "run-ended"
-        if int(run.get("generation") or 0) > self.event.generation:
+        if run.generation > self.event.generation:
             return "stale"
         return None
 
@@ -229,7 +232,7 @@ class Delivery:
         state = self.rt.state
         state.step_succeeded(self.event.run_id, self.step, usage, reused)
         state.count(self.step, "succeeded")
-        if self.step is Step.publish:  # the run is over: keep its record with its artifacts
+        if self.step is LAST_STEP:  # the run is over: keep its record with its artifacts
             write_manifest(self.rt, self.event.run_id)
 
     def already_done(self) -> str | None:
@@ -237,6 +240,7 @@ class Delivery:
         undone (the step's success in run state), then do nothing more."""
         if not self.emitted():
             return None
-        if self.rt.state.run(self.event.run_id).get(f"{self.step}.status") not in ("succeeded", None):
+        run = self.rt.state.view(self.event.run_id)
+        if run is not None and run.of(self.step).status not in (StepStatus.succeeded, StepStatus.pending):
             self.record_success({}, reused=False)
         return "duplicate"

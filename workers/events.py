@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas.events import AnyEvent, Event, Step
+from schemas.events import AnyEvent, Event
+from schemas.pipeline import PIPELINE, Step
 from workers import keys
 from workers.state import RunState
 
 EVENT: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 
-# (event kind, step that emitted it) → the step it triggers
+# (event kind, step that emitted it) → the step it triggers: the pipeline's order, as routes
 ROUTES: dict[tuple[str, Step | None], Step] = {
-    ("run.requested", None): Step.download,
-    ("step.succeeded", Step.download): Step.transcribe,
-    ("step.succeeded", Step.transcribe): Step.translate,
-    ("step.succeeded", Step.translate): Step.tag,
-    ("step.succeeded", Step.tag): Step.publish,
+    ("run.requested", None): PIPELINE[0],
+    **{("step.succeeded", done): following for done, following in itertools.pairwise(PIPELINE)},
 }
 
 

@@ -19,8 +19,9 @@ def part_task_name(step: Step) -> str:
     return f"{PREFIX}.{step.value}.part"
 
 
-WATCH_QUEUE = f"{PREFIX}.watch"  # polling channels and WebSub notifications
+WATCH_QUEUE = f"{PREFIX}.watch"  # polling channels, WebSub renewals, the reconciler
 POLL_TASK = f"{PREFIX}.watch.poll"
+RECONCILE_TASK = f"{PREFIX}.reconcile"
 RENEW_TASK = f"{PREFIX}.watch.renew"
 WAKE_TASK = f"{PREFIX}.embedded.wake"  # a no-op that lets the embedded worker stop at once
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from schemas.events import AnyEvent, RunRequested, RunRetried, Step, StepSucceeded
+from schemas.events import AnyEvent, RunRequested, RunRetried, StepSucceeded
+from schemas.pipeline import PIPELINE, RunStatus, Step
 from workers import keys
 from workers.errors import PermanentError
 from workers.events import EVENT, ROUTES, send
 from workers.runtime import Runtime
 
-ACTIVE = {"queued", "running", "retrying"}
 
-
-def _input_event(events: list[AnyEvent], step: Step) -> RunRequested | StepSucceeded | None:
+def input_event(events: list[AnyEvent], step: Step) -> RunRequested | StepSucceeded | None:
     """The last event that triggered `step` (its input), or None if the run never got that far."""
     for event in reversed(events):
         if isinstance(event, RunRequested | StepSucceeded) and ROUTES.get(
@@ -27,55 +26,60 @@ def _input_event(events: list[AnyEvent], step: Step) -> RunRequested | StepSucce
     return None
 
 
-def failed_step(run: dict[str, str]) -> Step | None:
-    return next((s for s in Step if run.get(f"{s}.status") in {"failed", "skipped"}), None)
-
-
 def retry(app: Any, rt: Runtime, run_id: str, from_step: Step | None = None, *, by: str = "operator",
           reason: str = "") -> Step:
-    """Re-run `run_id` from `from_step` (default: the step that failed); returns the step it restarts at."""
-    run = rt.state.run(run_id)
-    if not run:
+    """Re-run `run_id` from `from_step` (default: the step that failed); returns the step it restarts at.
+    A run still carried on by a message is refused; one nothing carries on (stalled) is taken."""
+    run = rt.state.view(run_id)
+    if run is None:
         raise PermanentError(f"no run {run_id!r}: check the run id (`pressroom runs`)")
-    if run.get("status") in ACTIVE:
-        raise PermanentError(f"run {run_id} is {run['status']}: wait for it to end, or cancel it first")
-    step = from_step or failed_step(run)
+    if run.active and not _stalled(app, rt, run_id):
+        raise PermanentError(f"run {run_id} is {run.status}: wait for it to end, or cancel it first")
+    step = from_step or run.failed_step or (run.current if run.active else None)
     if step is None:
         raise PermanentError(f"run {run_id} has no failed step: name the step to re-run from (--from STEP)")
-    trigger = _input_event(rt.state.events(run_id), step)
+    trigger = input_event(rt.state.events(run_id), step)
     if trigger is None:
         raise PermanentError(f"run {run_id} never reached {step}: re-run it from an earlier step")
-    generation = int(run.get("generation") or 0) + 1
-    rt.state.rerun(run_id, list(Step)[list(Step).index(step):], generation)
+    generation = run.generation + 1
+    rt.state.rerun(run_id, list(PIPELINE[PIPELINE.index(step):]), generation)
     rt.state.append_event(RunRetried(run=trigger.run, artifacts=trigger.artifacts, step=step,
                                      generation=generation, by=by, reason=reason))
     send(app, trigger.model_copy(update={"generation": generation}))
     return step
 
 
+def _stalled(app: Any, rt: Runtime, run_id: str) -> bool:
+    """No message in the broker carries the run on (never true when the broker cannot be inspected)."""
+    from workers.reconcile import live_runs
+
+    live = live_runs(app)
+    return live is not None and run_id not in live
+
+
 def retry_all_failed(app: Any, rt: Runtime, run_ids: list[str]) -> list[str]:
     """Retry every failed run among run_ids; returns those retried."""
-    return [r for r in run_ids if rt.state.run(r).get("status") == "failed" and retry(app, rt, r)]
+    return [r for r in run_ids if (run := rt.state.view(r)) and run.status is RunStatus.failed and retry(app, rt, r)]
 
 
 def cancel(rt: Runtime, run_id: str) -> None:
     """Stop a run: its queued and retrying tasks do nothing when they come up (a running step finishes)."""
-    run = rt.state.run(run_id)
-    if not run:
+    run = rt.state.view(run_id)
+    if run is None:
         raise PermanentError(f"no run {run_id!r}: check the run id (`pressroom runs`)")
-    if run.get("status") not in ACTIVE:
-        raise PermanentError(f"run {run_id} is {run.get('status')}: only queued or running runs can be cancelled")
+    if not run.active:
+        raise PermanentError(f"run {run_id} is {run.status}: only queued or running runs can be cancelled")
     rt.state.cancel(run_id)
 
 
 def discard(rt: Runtime, run_id: str) -> None:
     """Forget a finished run: its state, events and manifest go (else `runs --restore` would bring it back);
     its artifacts stay, so a later run of the same video still reuses them."""
-    run = rt.state.run(run_id)
-    if not run:
+    run = rt.state.view(run_id)
+    if run is None:
         raise PermanentError(f"no run {run_id!r}: check the run id (`pressroom runs`)")
-    if run.get("status") in ACTIVE:
-        raise PermanentError(f"run {run_id} is {run['status']}: cancel it first, then discard it")
+    if run.active:
+        raise PermanentError(f"run {run_id} is {run.status}: cancel it first, then discard it")
     rt.state.kv.delete(keys.run_key(run_id), keys.run_events_key(run_id), keys.run_logged_key(run_id))
     zrem = getattr(rt.state.kv, "zrem", None)  # MemoryKV has none: readers skip index entries without a run
     if zrem is not None:

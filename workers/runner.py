@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas.events import RunRequested, StepSucceeded
+from schemas.pipeline import RunStatus
 from workers import delivery, keys
 from workers.delivery import Delivery, FanOut, Outcome, StepSpec, input_hash
 from workers.events import EVENT
@@ -98,7 +99,7 @@ def _part_body(d: Delivery, fanout: FanOut, index: int) -> str:
     if d.emitted():
         return "duplicate"
     rt, event = d.rt, d.event
-    if ended := d.ended(also=frozenset({"failed", "skipped"})):
+    if ended := d.ended(also=frozenset({RunStatus.failed, RunStatus.skipped})):
         return ended
     deliveries = rt.state.part_started(event.run_id, d.step, index, d.attempt + d.faults,
                                        str(d.task.request.hostname or "local"), os.getpid())

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(
         default=60, ge=5, description="seconds after which the messages of a worker that stopped refreshing them "
         "(it died) go to another worker; workers refresh theirs every timeout/6 s")
+    stall_after: int = Field(default=120, ge=10, description="seconds without progress, and with no message "
+                             "behind it, after which the reconciler re-drives a run")
     worker_concurrency: int = Field(default=2, ge=1)
     embedded_concurrency: int = Field(default=4, ge=1)
 

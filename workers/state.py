@@ -9,16 +9,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from typing import Any, Literal, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from pydantic import TypeAdapter
 
-from schemas.events import AnyEvent, Event, Step, StepFailed
-from schemas.run import RunSpec
+from schemas.events import AnyEvent, Event, RunRetried, StepFailed
+from schemas.pipeline import LAST_STEP, RunStatus, Step, StepStatus
+from schemas.run import RunSpec, RunView
 from workers import keys
 
 _EVENT = TypeAdapter(Event)
-RunStatus = Literal["queued", "running", "retrying", "succeeded", "failed", "skipped", "cancelled"]
 
 
 class KV(Protocol):
@@ -163,6 +164,26 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+CHUNK = 2000  # commands per pipeline round trip: bounded memory, few round trips
+
+
+def is_redis(kv: Any) -> bool:
+    return hasattr(kv, "pipeline") and hasattr(kv, "zrevrangebyscore")
+
+
+def hmget_many(kv: Any, names: Sequence[str], fields: Sequence[str]) -> list[list[str | None]]:
+    """HMGET of many hashes: pipelined on Redis, one call per field otherwise."""
+    if not is_redis(kv):
+        return [[kv.hget(name, f) for f in fields] for name in names]
+    out: list[list[str | None]] = []
+    for start in range(0, len(names), CHUNK):
+        pipe = kv.pipeline(transaction=False)
+        for name in names[start : start + CHUNK]:
+            pipe.hmget(name, list(fields))
+        out.extend([[None if v is None else _text(v) for v in row] for row in pipe.execute()])
+    return out
+
+
 _APPEND_ONCE = """
 if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
   redis.call('RPUSH', KEYS[1], ARGV[2])
@@ -183,7 +204,7 @@ class RunState:
     def create(self, spec: RunSpec) -> None:
         now = time.time()
         self.kv.hset(keys.run_key(spec.run_id), mapping={
-            "spec": spec.model_dump_json(), "status": "queued", "video_id": spec.video_id,
+            "spec": spec.model_dump_json(), "status": RunStatus.queued, "video_id": spec.video_id,
             "created": now, "updated": now,
         })
         self.kv.zadd(keys.runs_index_key(), {spec.run_id: now})
@@ -193,7 +214,8 @@ class RunState:
         delivered. More than tried means a worker died under it and the message came back."""
         deliveries = self._delivered(run_id, step, f"{step}.task.deliveries", tries, worker, pid)
         self.kv.hset(keys.run_key(run_id), mapping={
-            "status": "running", "step": step.value, f"{step}.status": "running", f"{step}.started": time.time(),
+            "status": RunStatus.running, "step": step.value, f"{step}.status": StepStatus.running,
+            f"{step}.started": time.time(),
         })
         return deliveries
 
@@ -211,12 +233,13 @@ class RunState:
             self.kv.hincrby(name, f"{step}.redeliveries", 1)
         if deliveries > int(self.kv.hget(name, f"{step}.attempts") or 0):
             self.kv.hset(name, f"{step}.attempts", deliveries)
-        self.kv.hset(name, mapping={f"{step}.worker": worker, f"{step}.pid": pid, "updated": time.time()})
+        self.kv.hset(name, mapping={f"{step}.worker": worker, f"{step}.pid": pid, "updated": time.time(),
+                                    "stalled": ""})
         return deliveries
 
     def step_retrying(self, run_id: str, step: Step, attempt: int, error: BaseException, delay: float) -> None:
         self.kv.hset(keys.run_key(run_id), mapping={
-            "status": "retrying", f"{step}.status": "retrying", f"{step}.attempts": attempt,
+            "status": RunStatus.retrying, f"{step}.status": StepStatus.retrying, f"{step}.attempts": attempt,
             f"{step}.error": _describe(error), f"{step}.next_retry": time.time() + delay,
             "updated": time.time(),
         })
@@ -225,18 +248,18 @@ class RunState:
         started = float(self.kv.hget(keys.run_key(run_id), f"{step}.started") or 0)
         self.add_usage(run_id, step, usage)
         fields: dict[str, Any] = {
-            f"{step}.status": "succeeded", f"{step}.ended": time.time(), f"{step}.reused": int(reused),
-            "updated": time.time(),
+            f"{step}.status": StepStatus.succeeded, f"{step}.ended": time.time(), f"{step}.reused": int(reused),
+            "updated": time.time(), "stalled": "",
         }
         if started:
             fields[f"{step}.duration"] = round(time.time() - started, 3)
-        if step is Step.publish:
-            fields["status"] = "succeeded"
+        if step is LAST_STEP:
+            fields["status"] = RunStatus.succeeded
         self.kv.hset(keys.run_key(run_id), mapping=fields)
 
     def step_failed(self, event: StepFailed, traceback: str = "") -> None:
         self.kv.hset(keys.run_key(event.run_id), mapping={
-            "status": "failed", f"{event.step}.status": "failed", f"{event.step}.ended": time.time(),
+            "status": RunStatus.failed, f"{event.step}.status": StepStatus.failed, f"{event.step}.ended": time.time(),
             f"{event.step}.error": f"{event.error_type}: {event.message}",
             f"{event.step}.traceback": traceback, "error": f"{event.step} failed: {event.message}",
             "updated": time.time(),
@@ -244,17 +267,19 @@ class RunState:
 
     def run_skipped(self, run_id: str, step: Step, reason: str) -> None:
         self.kv.hset(keys.run_key(run_id), mapping={
-            "status": "skipped", f"{step}.status": "skipped", f"{step}.ended": time.time(), "skipped": reason,
+            "status": RunStatus.skipped, f"{step}.status": StepStatus.skipped, f"{step}.ended": time.time(),
+            "skipped": reason,
             "updated": time.time(),
         })
 
     def rerun(self, run_id: str, steps: list[Step], generation: int) -> None:
         """Reset the steps about to run again, and the run, for a new generation."""
-        fields: dict[str, Any] = {"status": "queued", "error": "", "skipped": "", "generation": generation,
+        fields: dict[str, Any] = {"status": RunStatus.queued, "error": "", "skipped": "", "stalled": "",
+                                  "generation": generation,
                                   "updated": time.time()}
         name = keys.run_key(run_id)
         for step in steps:
-            fields.update({f"{step}.status": "queued", f"{step}.error": "", f"{step}.traceback": "",
+            fields.update({f"{step}.status": StepStatus.queued, f"{step}.error": "", f"{step}.traceback": "",
                            f"{step}.next_retry": "", f"{step}.deliveries": 0, f"{step}.redeliveries": 0,
                            f"{step}.attempts": 0, f"{step}.task.deliveries": 0})
         counters = [f for f in map(_text, self.kv.hgetall(name)) if f.endswith(".deliveries") and ".part" in f
@@ -271,7 +296,11 @@ class RunState:
             self.append_event(event)
 
     def cancel(self, run_id: str) -> None:
-        self.kv.hset(keys.run_key(run_id), mapping={"status": "cancelled", "updated": time.time()})
+        self.kv.hset(keys.run_key(run_id), mapping={"status": RunStatus.cancelled, "updated": time.time()})
+
+    def mark_stalled(self, run_id: str, reason: str) -> None:
+        """The reconciler found nothing carrying the run on; cleared as soon as a step makes progress."""
+        self.kv.hset(keys.run_key(run_id), mapping={"stalled": reason})
 
     def count(self, step: Step, outcome: str, now: float | None = None) -> None:
         """Per-minute tallies of step outcomes: the dashboard's throughput and failure rate."""
@@ -309,6 +338,8 @@ class RunState:
     def append_event(self, event: AnyEvent) -> bool:
         """Log the event once: a send retried after a fault does not log it twice. False if it was."""
         token = f"{event.kind}:{getattr(event, 'step', None) or ''}:{event.generation}"
+        if isinstance(event, RunRetried):  # an action, which may be taken again in the same generation
+            token += f":{event.at.timestamp()}"
         args = (keys.run_events_key(event.run_id), keys.run_logged_key(event.run_id), token, event.model_dump_json())
         if isinstance(self.kv, MemoryKV):
             return self.kv.append_once(*args)
@@ -320,7 +351,20 @@ class RunState:
         return [_EVENT.validate_json(_text(raw)) for raw in self.kv.lrange(keys.run_events_key(run_id), 0, -1)]
 
     def run(self, run_id: str) -> dict[str, str]:
+        """The run's raw fields (tests and low-level tools; everything else reads view())."""
         return {_text(k): _text(v) for k, v in self.kv.hgetall(keys.run_key(run_id)).items()}
+
+    def run_ids_with_status(self, statuses: Iterable[str]) -> list[str]:
+        """Every run (oldest first) whose status is one of these: one pipelined read of all statuses."""
+        wanted = {str(s) for s in statuses}
+        ids = [_text(i) for i in self.kv.zrange(keys.runs_index_key(), 0, -1)]
+        rows = hmget_many(self.kv, [keys.run_key(i) for i in ids], ["status"])
+        return [i for i, (status,) in zip(ids, rows, strict=True) if status in wanted]
+
+    def view(self, run_id: str) -> RunView | None:
+        """The run, read and typed: the one reader of run state. None if there is no such run."""
+        fields = self.run(run_id)
+        return RunView.from_fields(run_id, fields) if fields.get("status") else None
 
     # --- once-only emission ------------------------------------------------------------------------
     def emit_status(self, key: str) -> str | None:

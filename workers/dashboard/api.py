@@ -15,14 +15,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from schemas.events import Step
+from schemas.pipeline import RunStatus, Step
+from schemas.run import RunView
 from workers.dashboard import audit
 from workers.dashboard.queries import RunFilter, list_runs, matching_ids, run_detail
 from workers.dashboard.queues import queue_stats
 from workers.errors import PermanentError
-from workers.operations import ACTIVE, cancel, discard, retry, retry_all_failed
+from workers.operations import cancel, discard, retry, retry_all_failed
 from workers.runtime import Runtime
-from workers.state import RunStatus
 
 READ_ONLY = "read-only: set PRESSROOM_DASHBOARD_TOKEN to allow actions"
 
@@ -110,9 +110,9 @@ def create_api(app: Any) -> FastAPI:
         audit.record(rt, who=who, what=what, run_id=run_id, outcome="ok")
         return result
 
-    def existing(run_id: str) -> dict[str, str]:
-        run = rt.state.run(run_id)
-        if not run:
+    def existing(run_id: str) -> RunView:
+        run = rt.state.view(run_id)
+        if run is None:
             raise ApiError(404, f"no run {run_id!r}: check the run id")
         return run
 
@@ -139,11 +139,10 @@ def create_api(app: Any) -> FastAPI:
     @api.post("/api/runs/{run_id}/retry", summary="Re-run from the failed step, or from from_step")
     def post_retry(run_id: str, who: Who, from_step: Step | None = None) -> dict[str, Any]:
         def action() -> dict[str, Any]:
+            existing(run_id)
+            step = retry(app, rt, run_id, from_step)  # refuses a run something still carries on (409)
             run = existing(run_id)
-            if run.get("status") in ACTIVE:
-                raise ApiError(409, f"run {run_id} is {run['status']}: wait for it to end, or cancel it first")
-            step = retry(app, rt, run_id, from_step)
-            return {"id": run_id, "from_step": step.value, "generation": int(rt.state.run(run_id)["generation"])}
+            return {"id": run_id, "from_step": step.value, "generation": run.generation}
 
         return act(who, f"retry from {from_step.value if from_step else 'failed step'}", run_id, action)
 

@@ -17,25 +17,24 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from schemas.events import Step
+from schemas.pipeline import ACTIVE, PIPELINE, RunStatus, Step
 from workers.dashboard import audit
 from workers.dashboard.queries import RunFilter, list_runs, matching_ids, run_detail
 from workers.dashboard.queues import queue_stats
 from workers.errors import PermanentError
-from workers.operations import ACTIVE, cancel, discard, retry, retry_all_failed
+from workers.operations import cancel, discard, retry, retry_all_failed
 from workers.runtime import Runtime
-from workers.state import RunStatus
 
 SID, AUTH, FLASH = "pressroom_sid", "pressroom_auth", "pressroom_flash"
 PAGE = 50
-STATUSES = list(get_args(RunStatus))
+STATUSES = [s.value for s in RunStatus]
 FILTERS = ("status", "channel", "step", "since", "until", "q")
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -189,7 +188,7 @@ def mount_pages(api: FastAPI, app: Any) -> None:
             return "/?" + urlencode({**kept, "offset": at})
 
         return render(request, "runs.html", {
-            "page": page, "params": params, "notes": notes, "statuses": STATUSES, "steps": list(Step),
+            "page": page, "params": params, "notes": notes, "statuses": STATUSES, "steps": list(PIPELINE),
             "filter_query": urlencode(kept),
             "prev": link(max(offset - PAGE, 0)) if offset > 0 else None,
             "next": link(offset + PAGE) if offset + PAGE < page["total"] else None,
@@ -200,7 +199,8 @@ def mount_pages(api: FastAPI, app: Any) -> None:
         detail = run_detail(rt, run_id)
         if detail is None:
             return render(request, "missing.html", {"run_id": run_id}, status=404)
-        return render(request, "run.html", {"run": detail, "steps": list(Step), "active": ACTIVE, "now": time.time()})
+        return render(request, "run.html", {"run": detail, "steps": list(PIPELINE),
+                                            "active": {s.value for s in ACTIVE}, "now": time.time()})
 
     @api.get("/queues", response_class=HTMLResponse, include_in_schema=False)
     def queues_page(request: Request) -> Response:
@@ -249,7 +249,7 @@ def mount_pages(api: FastAPI, app: Any) -> None:
     def retry_form(request: Request, run_id: str, csrf: Annotated[str, Form()] = "",
                    from_step: Annotated[str, Form()] = "") -> Response:
         back = f"/runs/{quote(run_id)}"
-        if from_step and from_step not in list(Step):
+        if from_step and from_step not in list(PIPELINE):
             return _back(back, f"unknown step {from_step!r}", "error")
         step = Step(from_step) if from_step else None
 

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.events import Step
+from schemas.pipeline import RunStatus
 from workers import keys
 from workers.runtime import Runtime
+from workers.state import hmget_many, is_redis
 
-SUMMARY_FIELDS = ("status", "video_id", "created", "updated", "step", "error", "skipped", "generation", "spec")
-STEP_FIELDS = ("status", "attempts", "started", "ended", "duration", "worker", "error", "traceback",
-               "next_retry", "deliveries", "parts", "parts_done", "reused")
+SUMMARY_FIELDS = ("status", "video_id", "created", "updated", "step", "error", "skipped", "stalled", "generation",
+                  "spec")
 PREVIEW_BYTES = 4096
-CHUNK = 2000  # commands per pipeline round trip: bounded memory, few round trips
 
 
 @dataclass(frozen=True)
@@ -52,27 +52,10 @@ def _float(value: str | None) -> float | None:
         return None
 
 
-def _is_redis(kv: Any) -> bool:
-    return hasattr(kv, "pipeline") and hasattr(kv, "zrevrangebyscore")
-
-
-def hmget_many(kv: Any, names: Sequence[str], fields: Sequence[str]) -> list[list[str | None]]:
-    """HMGET of many hashes: pipelined on Redis, one call per field otherwise."""
-    if not _is_redis(kv):
-        return [[kv.hget(name, f) for f in fields] for name in names]
-    out: list[list[str | None]] = []
-    for start in range(0, len(names), CHUNK):
-        pipe = kv.pipeline(transaction=False)
-        for name in names[start : start + CHUNK]:
-            pipe.hmget(name, list(fields))
-        out.extend([[None if v is None else _text(v) for v in row] for row in pipe.execute()])
-    return out
-
-
 def run_ids(rt: Runtime, since: float | None = None, until: float | None = None) -> list[str]:
     """Run ids newest first, created within [since, until] when given."""
     kv = rt.state.kv
-    if _is_redis(kv):
+    if is_redis(kv):
         lo = "-inf" if since is None else since
         hi = "+inf" if until is None else until
         return [_text(i) for i in kv.zrevrangebyscore(keys.runs_index_key(), hi, lo)]  # type: ignore[attr-defined]
@@ -131,7 +114,7 @@ def _matching_in_redis(kv: Any, f: RunFilter) -> list[str]:
 
 def matching_ids(rt: Runtime, f: RunFilter) -> list[str]:
     """Every run id (newest first) passing the filter; reads only the fields the filter looks at."""
-    if f.needs_fields and _is_redis(rt.state.kv):
+    if f.needs_fields and is_redis(rt.state.kv):
         return _matching_in_redis(rt.state.kv, f)
     ids = run_ids(rt, f.since, f.until)
     if not f.needs_fields:
@@ -176,7 +159,8 @@ def summaries(rt: Runtime, ids: Sequence[str]) -> list[dict[str, Any]]:
             "id": run_id, "status": got["status"], "video_id": got["video_id"],
             "channel_id": spec.get("channel_id"), "title": (spec.get("source") or {}).get("filename"),
             "created": _float(got["created"]), "updated": _float(got["updated"]), "step": got["step"],
-            "error": got["error"] or got["skipped"] or None, "generation": int(got["generation"] or 0),
+            "error": got["error"] or got["skipped"] or None, "stalled": got["stalled"] or None,
+            "generation": int(got["generation"] or 0),
         })
     return out
 
@@ -184,7 +168,7 @@ def summaries(rt: Runtime, ids: Sequence[str]) -> list[dict[str, Any]]:
 def list_runs(rt: Runtime, f: RunFilter = RunFilter(), *, offset: int = 0, limit: int = 50) -> dict[str, Any]:
     """{total, offset, limit, runs}: a page of run summaries, newest first."""
     kv = rt.state.kv
-    if not f.needs_fields and _is_redis(kv):  # the page straight from the index: two cheap commands
+    if not f.needs_fields and is_redis(kv):  # the page straight from the index: two cheap commands
         lo = "-inf" if f.since is None else f.since
         hi = "+inf" if f.until is None else f.until
         total = int(kv.zcount(keys.runs_index_key(), lo, hi))  # type: ignore[attr-defined]
@@ -194,20 +178,6 @@ def list_runs(rt: Runtime, f: RunFilter = RunFilter(), *, offset: int = 0, limit
         ids = matching_ids(rt, f)
         total, page = len(ids), ids[offset : offset + limit]
     return {"total": total, "offset": offset, "limit": limit, "runs": summaries(rt, page)}
-
-
-def _step_detail(run: dict[str, str], step: Step) -> dict[str, Any]:
-    raw = {name: run.get(f"{step}.{name}") for name in STEP_FIELDS}
-    usage = {k.split(".", 2)[2]: float(v) for k, v in run.items() if k.startswith(f"{step}.usage.")}
-    return {
-        "step": step.value, "status": raw["status"] or "pending", "attempts": int(raw["attempts"] or 0),
-        "started": _float(raw["started"]), "ended": _float(raw["ended"]), "duration": _float(raw["duration"]),
-        "worker": raw["worker"] or None, "error": raw["error"] or None, "traceback": raw["traceback"] or None,
-        "next_retry": _float(raw["next_retry"]), "deliveries": int(raw["deliveries"] or 0),
-        "parts": int(raw["parts"]) if raw["parts"] else None,
-        "parts_done": int(raw["parts_done"]) if raw["parts_done"] else None,
-        "reused": raw["reused"] == "1", "usage": usage,
-    }
 
 
 def usage_and_cost(rt: Runtime, steps: list[dict[str, Any]]) -> dict[str, float]:
@@ -226,26 +196,24 @@ def usage_and_cost(rt: Runtime, steps: list[dict[str, Any]]) -> dict[str, float]
 
 def run_detail(rt: Runtime, run_id: str) -> dict[str, Any] | None:
     """Everything about one run, or None if there is no such run."""
-    run = rt.state.run(run_id)
-    if not run:
+    run = rt.state.view(run_id)
+    if run is None:
         return None
     events = rt.state.events(run_id)
     artifacts = dict(events[-1].artifacts) if events else {}
     preview = None
-    if run.get("status") == "succeeded" and "post" in artifacts:
+    if run.status is RunStatus.succeeded and "post" in artifacts:
         try:
             preview = rt.store.get_bytes(artifacts["post"])[:PREVIEW_BYTES].decode(errors="replace")
         except Exception:  # the post is a nicety here: a store hiccup must not hide the run
             preview = None
-    spec = json.loads(run["spec"]) if run.get("spec") else {}
-    steps = [_step_detail(run, step) for step in Step]
+    steps = [s.model_dump(mode="json") for s in run.steps]
     return {
-        "id": run_id, "status": run.get("status"), "video_id": run.get("video_id"),
-        "channel_id": spec.get("channel_id"), "created": _float(run.get("created")),
-        "updated": _float(run.get("updated")), "step": run.get("step"),
-        "error": run.get("error") or run.get("skipped") or None, "generation": int(run.get("generation") or 0),
-        "steps": steps, "usage": usage_and_cost(rt, steps),
+        "id": run_id, "status": run.status.value, "video_id": run.video_id,
+        "channel_id": run.spec.channel_id if run.spec else None, "created": run.created, "updated": run.updated,
+        "step": run.step.value if run.step else None, "error": run.error or run.skipped, "stalled": run.stalled,
+        "generation": run.generation, "steps": steps, "usage": usage_and_cost(rt, steps),
         "events": [e.model_dump(mode="json", exclude={"run"}) for e in events],
         "artifacts": {name: {"key": key, "url": rt.store.url(key)} for name, key in artifacts.items()},
-        "post_preview": preview, "spec": spec,
+        "post_preview": preview, "spec": run.spec.model_dump(mode="json") if run.spec else {},
     }

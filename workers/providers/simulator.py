@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import json
 import math
 import random
 import shutil
@@ -127,6 +129,18 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    seen: dict[str, int] = {}  # request fingerprint → times asked: work a client did twice shows here
+
+    def count(kind: str, fingerprint: bytes) -> None:
+        key = kind + ":" + hashlib.sha256(fingerprint).hexdigest()
+        seen[key] = seen.get(key, 0) + 1
+
+    @app.get("/debug/requests")
+    async def requests_seen() -> dict[str, int]:
+        """How many requests came, and how many repeated one already answered (same body)."""
+        return {"requests": sum(seen.values()), "distinct": len(seen),
+                "repeated": sum(n - 1 for n in seen.values())}
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "pressroom-simulator"} for m in MODELS]
@@ -147,6 +161,8 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
         if fmt == "verbose_json" and "whisper" not in model:
             return error(400, f"response_format 'verbose_json' is not compatible with model '{model}'. "
                               "Use 'json' or 'text' instead.", code="unsupported_value")  # fmt: skip
+        upload.file.seek(0)
+        count("transcription", model.encode() + await run_in_threadpool(upload.file.read))
         try:
             duration = await run_in_threadpool(_measure, upload)
         except PermanentError as exc:
@@ -172,6 +188,7 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
             return error(400, "'model' and a non-empty 'messages' list are required")
         if body.get("stream"):
             return error(400, "stream=true is not supported by the simulator")
+        count("chat", json.dumps(messages, sort_keys=True).encode())
         content, cut = _content(faults, body, messages, refuse)
         answer = _chat_completion(body, messages, content, cut, next(counter))
         if config.llm_tokens_per_second:

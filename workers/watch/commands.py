@@ -93,7 +93,8 @@ def _run_ids(rt: Any, results: list[Any]) -> list[str]:
     from workers import keys
 
     ids = {v for r in results for v in r.submitted}
-    return [run for run in rt.state.kv.zrange(keys.runs_index_key(), 0, -1) if rt.state.run(run).get("video_id") in ids]
+    return [run_id for run_id in rt.state.kv.zrange(keys.runs_index_key(), 0, -1)
+            if (run := rt.state.view(run_id)) is not None and run.video_id in ids]
 
 
 def _backfill(args: argparse.Namespace) -> int:
@@ -165,7 +166,9 @@ def _beat(args: argparse.Namespace) -> int:
     app, rt = _app()
     if rt.settings.embedded:
         raise ConfigError("beat needs PRESSROOM_BROKER_URL; `pressroom watch` polls without a broker")
-    app.Beat(loglevel=args.loglevel).run()
+    schedule = rt.settings.data_dir / "celerybeat-schedule"  # when each periodic task last ran
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    app.Beat(loglevel=args.loglevel, schedule=str(schedule)).run()
     return 0
 
 

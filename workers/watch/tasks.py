@@ -1,4 +1,5 @@
-"""The periodic poll as a Celery task on its own queue; beat schedules it (`pressroom beat`)."""
+"""The periodic tasks on the `watch` queue — the channel poll, WebSub renewals, the reconciler — and
+beat's schedule of them (`pressroom beat`)."""
 
 from __future__ import annotations
 
@@ -34,12 +35,21 @@ def register_watch_tasks(app: Any) -> None:
         return {"renewed": report.renewed, "failed": [str(f) for f in report.failed]}
 
     app.task(renew, bind=True, name=keys.RENEW_TASK, shared=False, ignore_result=True, expires=3000)
+    def reconcile(self: Any) -> dict[str, list[str]]:
+        """Re-drive the runs nothing carries on any more (workers/reconcile.py)."""
+        from workers.reconcile import reconcile as run_reconciler
+
+        done = run_reconciler(self.app, self.app.pressroom)
+        return {"redriven": [stall.run_id for stall, sent in done if sent]}
+
+    app.task(reconcile, bind=True, name=keys.RECONCILE_TASK, shared=False, ignore_result=True, expires=50)
     schedule: dict[str, Any] = {
         "poll-channels": {
             "task": keys.POLL_TASK,
             "schedule": float(min(60, app.pressroom.settings.poll_interval)),
             "options": {"queue": keys.WATCH_QUEUE},
         },
+        "reconcile": {"task": keys.RECONCILE_TASK, "schedule": 60.0, "options": {"queue": keys.WATCH_QUEUE}},
     }
     if app.pressroom.settings.websub_callback_base:
         schedule["renew-websub"] = {"task": keys.RENEW_TASK, "schedule": 3600.0,
