@@ -22,6 +22,7 @@ import argparse
 import collections
 import contextlib
 import json
+import logging
 import os
 import random
 import signal
@@ -123,7 +124,7 @@ class Chaos:
         queue = name.rsplit("-", 1)[0]
         cmd = ([*PRESSROOM, "beat", "--loglevel", "WARNING"] if name == "beat" else
                [*PRESSROOM, "worker", "--queues", queue, "--concurrency", "1", "--name", f"{name}@chaos",
-                "--loglevel", "WARNING"])
+                "--loglevel", "INFO"])
         worker = Worker(name, cmd, self.env, self.tmp / "logs" / f"{name}-{int(time.monotonic() * 1000)}.log")
         self.workers[name] = worker
         return worker
@@ -292,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=780, help="seconds to wait for the runs, at most")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     print(f"chaos: {args.runs} runs, seed {args.seed}", flush=True)
     budget_end = time.monotonic() + min(args.budget, 840)
     with tempfile.TemporaryDirectory(prefix="pressroom-chaos-") as tmp, \
