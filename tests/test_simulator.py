@@ -217,3 +217,13 @@ def test_only_the_built_in_sample_is_marked(tmp_path: Path) -> None:
     own = tmp_path / "mine.txt"
     own.write_text("We shipped it on Friday. Nobody noticed!\nThen it broke.\n")
     assert load_sentences(own) == ["We shipped it on Friday.", "Nobody noticed!", "Then it broke."]
+
+
+def test_it_counts_requests_made_twice(tmp_path: Path) -> None:
+    """What the chaos benchmark reads: work a client asked for more than once."""
+    with running_simulator(SimulatorConfig()) as url:
+        c = client(url)
+        for text in ("one", "two", "one"):
+            c.chat.completions.create(model="m", messages=[{"role": "user", "content": text}])
+        with urllib.request.urlopen(url.removesuffix("/v1") + "/debug/requests") as answer:
+            assert json.loads(answer.read()) == {"requests": 3, "distinct": 2, "repeated": 1}
