@@ -61,3 +61,23 @@ def test_a_lost_run_is_redriven_and_a_slow_one_left_alone(tmp_path: Path, clean_
     assert "stalled" not in {k for k, v in state.run(lost).items() if v}  # cleared once it moved again
     entries = audit.entries(Runtime(load_settings(broker_url=redis_url, storage_url=str(tmp_path / "store"))))
     assert [(e["who"], e["what"], e["run_id"]) for e in entries] == [("reconciler", "re-drive from download", lost)]
+
+
+def test_a_run_whose_first_event_was_never_logged_is_still_redriven(tmp_path: Path, clean_redis: redis.Redis,
+                                                                     redis_url: str) -> None:
+    """Redis went away between creating the run and logging its request: the spec alone restarts it."""
+    from schemas.artifacts import VideoSource
+    from schemas.run import RunSpec
+    from workers.app import create_app
+    from workers.reconcile import reconcile
+
+    app = create_app(load_settings(broker_url=redis_url, storage_url=str(tmp_path / "store")))
+    rt = app.pressroom
+    spec = RunSpec(run_id="r1", video_id="v1", source=VideoSource(kind="file", uri="uploads/x/talk.wav"))
+    rt.state.create(spec)
+    assert reconcile(app, rt) == []  # not idle long enough yet
+    [(stall, sent)] = reconcile(app, rt, now=time.time() + 600)
+    assert (stall.run_id, stall.step, sent) == ("r1", "download", True)
+    assert clean_redis.llen(keys.QUEUES["download"]) == 1
+    assert [e.kind for e in rt.state.events("r1")] == ["run.retried"]
+    assert reconcile(app, rt, now=time.time() + 600) == []  # its message is waiting now: not stalled

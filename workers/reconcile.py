@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.events import RunRetried
+from schemas.events import RunRequested, RunRetried
 from schemas.pipeline import ACTIVE, PIPELINE, Step
 from workers import keys
 from workers.events import send
@@ -106,8 +106,12 @@ def redrive(app: Any, rt: Runtime, stall: Stall) -> bool:
     from workers.operations import input_event
 
     run = rt.state.view(stall.run_id)
+    if run is None:
+        return False
     trigger = input_event(rt.state.events(stall.run_id), stall.step)
-    if run is None or trigger is None:
+    if trigger is None and stall.step is PIPELINE[0] and run.spec is not None:
+        trigger = RunRequested(run=run.spec)  # submitted, but Redis failed before its first event was logged
+    if trigger is None:
         return False
     event = trigger.model_copy(update={"generation": run.generation})
     rt.state.mark_stalled(stall.run_id, stall.reason)
