@@ -16,6 +16,7 @@ from typing import Any
 
 from schemas.events import Step
 from schemas.pipeline import RunStatus
+from schemas.run import RunView
 from workers import keys
 from workers.runtime import Runtime
 from workers.state import hmget_many, is_redis
@@ -147,20 +148,20 @@ def matching_ids(rt: Runtime, f: RunFilter) -> list[str]:
 
 
 def summaries(rt: Runtime, ids: Sequence[str]) -> list[dict[str, Any]]:
-    """One line per run, from the run hash alone (no event log, no store)."""
+    """One line per run, from the run-level fields of its hash alone (no event log, no store)."""
     rows = hmget_many(rt.state.kv, [keys.run_key(i) for i in ids], SUMMARY_FIELDS)
     out = []
     for run_id, row in zip(ids, rows, strict=True):
-        got = dict(zip(SUMMARY_FIELDS, row, strict=True))
-        if got["status"] is None:
+        fields = {k: v for k, v in zip(SUMMARY_FIELDS, row, strict=True) if v is not None}
+        if "status" not in fields:
             continue  # discarded between the index read and this one
-        spec = json.loads(got["spec"]) if got["spec"] else {}
+        run = RunView.from_fields(run_id, fields)
         out.append({
-            "id": run_id, "status": got["status"], "video_id": got["video_id"],
-            "channel_id": spec.get("channel_id"), "title": (spec.get("source") or {}).get("filename"),
-            "created": _float(got["created"]), "updated": _float(got["updated"]), "step": got["step"],
-            "error": got["error"] or got["skipped"] or None, "stalled": got["stalled"] or None,
-            "generation": int(got["generation"] or 0),
+            "id": run_id, "status": run.status.value, "video_id": run.video_id,
+            "channel_id": run.spec.channel_id if run.spec else None,
+            "title": run.spec.source.filename if run.spec else None, "created": run.created,
+            "updated": run.updated, "step": run.step.value if run.step else None,
+            "error": run.error or run.skipped, "stalled": run.stalled, "generation": run.generation,
         })
     return out
 
