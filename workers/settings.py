@@ -83,6 +83,18 @@ class Settings(BaseSettings):
         default=None, description="bearer token for the dashboard's actions; unset = read-only, loopback only"
     )
 
+    # limits: what each input may be; a refusal names the limit and its setting
+    max_input_bytes: int = Field(default=8 * 1024**3, ge=1024, description="largest media file taken (bytes)")
+    max_input_duration: float = Field(default=6 * 3600, gt=0, description="longest talk taken (seconds)")
+    max_glossary_bytes: int = Field(default=1_000_000, ge=100, description="largest glossary file (bytes)")
+    max_glossary_terms: int = Field(default=5000, ge=1, description="most terms in a glossary")
+    max_transcript_chars_per_second: float = Field(
+        default=60.0, gt=0, description="a transcription longer than this per second of audio is refused (speech "
+        "runs at ~15 characters a second)")
+    max_request_bytes: int = Field(default=1_000_000, ge=1024, description="largest body a WebSub notification or "
+                                   "dashboard request may have (bytes)")
+    audit_retention_days: float = Field(default=90.0, gt=0, description="days the audit log keeps an entry")
+
     # Celery
     visibility_timeout: int = Field(
         default=60, ge=5, description="seconds after which the messages of a worker that stopped refreshing them "
