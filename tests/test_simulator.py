@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx2
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
@@ -187,6 +189,49 @@ def test_faults_are_deterministic_per_seed() -> None:
     assert first == statuses(SimulatorConfig(fault_429=0.3, fault_500=0.3, seed=7))
     assert {200, 429, 500} <= set(first)
     assert first != statuses(SimulatorConfig(fault_429=0.3, fault_500=0.3, seed=8))
+
+
+def answers(config: SimulatorConfig, n: int = 12) -> list[str]:
+    """What each chat answer was: a status code, or html / not_json / wrong_shape / ok for a 200."""
+    out = []
+    with running_simulator(config) as url, httpx2.Client(timeout=30) as http:
+        for _ in range(n):
+            got = http.post(url + "/chat/completions", json={"model": "m", "messages": HELLO})
+            if got.status_code != 200:
+                out.append(str(got.status_code))
+            elif got.headers["content-type"].startswith("text/html"):
+                out.append("html")
+            else:
+                try:
+                    message = got.json()["choices"][0]["message"]
+                except ValueError:
+                    out.append("not_json")
+                    continue
+                out.append("ok" if isinstance(message, dict) else "wrong_shape")
+    return out
+
+
+def test_answer_faults_are_seeded_and_leave_the_other_faults_alone() -> None:
+    kinds = {"fault_not_json": 0.2, "fault_html": 0.2, "fault_wrong_shape": 0.2}
+    first = answers(SimulatorConfig(fault_500=0.3, seed=7, **kinds), n=30)
+    assert first == answers(SimulatorConfig(fault_500=0.3, seed=7, **kinds), n=30)
+    assert {"500", "html", "not_json", "wrong_shape", "ok"} <= set(first)
+    plain = answers(SimulatorConfig(fault_500=0.3, seed=7), n=30)
+    assert [a == "500" for a in first] == [a == "500" for a in plain]  # the 500s fall where they fell
+
+
+def test_trickle_sends_the_same_answer_slowly() -> None:
+    def answer(config: SimulatorConfig) -> tuple[dict[str, Any], float]:
+        with running_simulator(config) as url:
+            start = time.monotonic()
+            body = httpx2.post(url + "/chat/completions", json={"model": "m", "messages": HELLO}, timeout=30)
+            took = time.monotonic() - start
+        return {k: v for k, v in body.json().items() if k != "created"}, took
+
+    fast, _ = answer(SimulatorConfig())
+    slow, took = answer(SimulatorConfig(trickle_seconds=0.002))
+    assert slow == fast
+    assert took >= 0.002 * (len(json.dumps(fast)) // 2)
 
 
 def test_429_carries_retry_after() -> None:

@@ -20,14 +20,14 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, get_args
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -39,6 +39,9 @@ from workers.providers import simulator_faults as tfaults
 from workers.providers.transcription import MAX_UPLOAD_BYTES, probe_duration
 
 MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4.1-mini", "gpt-4.1")
+ANSWER_FAULTS = ("not_json", "html", "wrong_shape", "long_transcript")
+HTML_PAGE = ("<!DOCTYPE html>\n<html><head><title>Sign in to continue</title></head>\n<body><form action=\"/login\">"
+             "<input name=\"user\"></form>【模拟】</body></html>\n")  # fmt: skip
 
 
 class SimulatorConfig(BaseModel):
@@ -63,6 +66,15 @@ class SimulatorConfig(BaseModel):
     fault_empty: float = Field(default=0.0, ge=0, le=1, description="one item's zh is an empty string")
     fault_english: float = Field(default=0.0, ge=0, le=1, description="one item's zh is the English source")
     fault_refuse_paragraph: bool = Field(default=False, description="refuse any batch with a [[refuse]] paragraph")
+    # answers of the wrong kind, per request to /v1/audio/* and /v1/chat/*, each drawn independently
+    fault_not_json: float = Field(default=0.0, ge=0, le=1, description="a 200 whose JSON body is cut short")
+    fault_html: float = Field(default=0.0, ge=0, le=1, description="a 200 with an HTML page (a proxy's login page)")
+    fault_wrong_shape: float = Field(default=0.0, ge=0, le=1, description="a 200 with JSON of the wrong shape")
+    fault_long_transcript: float = Field(default=0.0, ge=0, le=1, description="a transcription loops on its "
+                                         "last sentence up to long_transcript_chars characters")  # fmt: skip
+    long_transcript_chars: int = Field(default=10_000_000, ge=1, description="length of a looping transcript")
+    trickle_seconds: float = Field(default=0.0, ge=0, description="send every answer one byte per this many "
+                                   "seconds (0 = at once)")  # fmt: skip
     api_key: str | None = Field(default=None, description="if set, other bearer tokens get 401")
     seed: int = 0
 
@@ -81,12 +93,20 @@ class _Faults:
         self.config = config
         self._rng = random.Random(config.seed)
         self._translation_rng = random.Random(f"{config.seed}:translation")  # keeps the stream above as it was
+        self._answer_rng = random.Random(f"{config.seed}:answer")
         self._lock = threading.Lock()
         self.rates = {name: float(getattr(config, f"fault_{name}")) for name in tfaults.FAULTS}
 
     def draw(self) -> tuple[float, float, float, float]:
         with self._lock:
             return (self._rng.random(), self._rng.random(), self._rng.random(), self._rng.random())
+
+    def answer_fault(self) -> str | None:
+        """Which answer-of-the-wrong-kind fault (ANSWER_FAULTS) this answer gets, if any: one draw per fault
+        and answer, in that order, so switching one on does not move the others."""
+        with self._lock:
+            draws = [(name, self._answer_rng.random()) for name in ANSWER_FAULTS]
+        return next((n for n, r in draws if r < float(getattr(self.config, f"fault_{n}"))), None)
 
     def translation_seed(self) -> int:
         """One seed per TranslationBatch request that passed the gate, in request order."""
@@ -172,7 +192,12 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
         if config.transcribe_seconds_per_audio_minute:
             await asyncio.sleep(config.transcribe_seconds_per_audio_minute * duration / 60)
         answer = fake.transcription_answer(sentences, duration, fmt)
-        return PlainTextResponse(answer) if isinstance(answer, str) else JSONResponse(answer)
+        fault = faults.answer_fault()
+        if fault == "long_transcript":
+            answer = fake.looping_transcript(answer, config.long_transcript_chars)
+        elif fault == "wrong_shape":
+            answer = _wrong_shape(answer)
+        return _deliver(answer, fault, config.trickle_seconds)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -193,9 +218,44 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
         answer = _chat_completion(body, messages, content, cut, next(counter))
         if config.llm_tokens_per_second:
             await asyncio.sleep(answer["usage"]["completion_tokens"] / config.llm_tokens_per_second)
-        return JSONResponse(answer)
+        fault = faults.answer_fault()
+        return _deliver(_wrong_shape(answer) if fault == "wrong_shape" else answer, fault, config.trickle_seconds)
 
     return app
+
+
+def _wrong_shape(answer: dict[str, Any] | str) -> dict[str, Any] | str:
+    """Valid JSON that is not what was asked for: choices whose message is a string, whisper segments that
+    are not a list, a plain transcription without its "text"."""
+    if isinstance(answer, str):
+        return answer  # a text transcription has no shape to get wrong
+    if "choices" in answer:
+        return {**answer, "choices": [{"index": 0, "message": f"{fake.MARK}not a message", "finish_reason": "stop"}]}
+    if "segments" in answer:
+        return {**answer, "segments": f"{fake.MARK}not a list"}
+    return {"foo": 1}
+
+
+def _deliver(answer: dict[str, Any] | str, fault: str | None, trickle: float) -> Response:
+    """The answer as a response, spoiled by a not_json or html fault, and sent a byte at a time if asked."""
+    if fault == "html":
+        body, media = HTML_PAGE.encode(), "text/html; charset=utf-8"
+    elif isinstance(answer, str):
+        body, media = answer.encode(), "text/plain; charset=utf-8"
+    else:
+        body, media = json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode(), "application/json"
+        if fault == "not_json":  # cut short, between two characters
+            body = body[: len(body) // 2].decode(errors="ignore").encode()
+    if not trickle:
+        return Response(body, media_type=media)
+
+    async def drip() -> AsyncIterator[bytes]:
+        for i in range(len(body)):
+            if i:
+                await asyncio.sleep(trickle)
+            yield body[i : i + 1]
+
+    return StreamingResponse(drip(), media_type=media, headers={"content-length": str(len(body))})
 
 
 def _measure(upload: UploadFile) -> float:

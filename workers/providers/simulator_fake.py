@@ -104,6 +104,24 @@ def transcription_answer(sentences: list[str], duration: float, response_format:
     return {"text": text, "usage": {"type": "duration", "seconds": max(1, round(duration))}}
 
 
+def looping_transcript(answer: dict[str, Any] | str, chars: int) -> dict[str, Any] | str:
+    """The answer of a model stuck in a loop: its last sentence said again and again until the text has
+    `chars` characters (a 20 s file can come back as megabytes of text)."""
+    text = (answer if isinstance(answer, str) else str(answer["text"])).rstrip()
+    if len(text) >= chars:
+        return answer
+    last = _SENTENCE_END.split(text)[-1].strip() or MARK
+    looped = (text + (" " + last) * ((chars - len(text)) // (len(last) + 1) + 1))[:chars]
+    if isinstance(answer, str):
+        return looped + "\n"
+    segments = answer.get("segments")
+    if isinstance(segments, list) and segments:
+        tail = looped[len(text) :]
+        segments = [*segments[:-1], {**segments[-1], "text": segments[-1]["text"] + tail}]
+        return {**answer, "text": looped, "segments": segments}
+    return {**answer, "text": looped}
+
+
 # --- chat -------------------------------------------------------------------------------------------------
 def chat_answer(messages: list[dict[str, Any]], response_format: dict[str, Any] | None) -> str:
     """The assistant's content: JSON for structured requests, a short marked sentence otherwise."""

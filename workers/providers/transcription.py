@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 from pathlib import Path
 from typing import Protocol
@@ -57,3 +58,12 @@ def probe_duration(path: Path) -> float:
 def is_whisper(model: str) -> bool:
     """whisper-* models give segment timestamps; gpt-4o*-transcribe models only json/text."""
     return "whisper" in model.lower()  # whisper-1, openai/whisper-large-v3, Systran/faster-whisper-…
+
+
+MIN_TRANSCRIPT_CHARS = 2000  # the floor of transcript_char_limit, so a few seconds of fast speech still fit
+
+
+def transcript_char_limit(audio_seconds: float, chars_per_second: float) -> int:
+    """The most characters a transcription of `audio_seconds` of audio may have before it is refused as not
+    a transcription (speech runs at ~15 characters a second; PRESSROOM_MAX_TRANSCRIPT_CHARS_PER_SECOND)."""
+    return max(MIN_TRANSCRIPT_CHARS, math.ceil(chars_per_second * audio_seconds))
