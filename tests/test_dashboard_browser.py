@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,17 @@ def locked_simulator() -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """The dashboard under a real uvicorn; its queue gatherer stopped afterwards (serve_asgi runs no lifespan)."""
+    api = create_api(app, queue_interval=0.5)
+    try:
+        with serve_asgi(api) as base:
+            yield base
+    finally:
+        api.state.monitor.stop()
+
+
 def _app(tmp_path: Path, redis_url: str, simulator: str, token: str | None = TOKEN) -> Any:
     return create_app(load_settings(broker_url=redis_url, data_dir=tmp_path / "data", dashboard_token=token,
                                     transcription_base_url=simulator, transcription_api_key="right",
@@ -57,7 +69,7 @@ def test_an_operator_retries_a_failed_run_in_the_browser(tmp_path: Path, clean_r
     app = _app(tmp_path, redis_url, locked_simulator)
     rt = app.pressroom
     source, video_id = resolve_source(str(make_audio(tmp_path / "talk.wav", 20)), rt)
-    with embedded_worker(app, 2), serve_asgi(create_api(app)) as base, sync_playwright() as pw:
+    with embedded_worker(app, 2), serve(app) as base, sync_playwright() as pw:
         run_id = submit(app, rt, source, video_id).run_id
         failed = follow_run(rt.state, run_id, timeout=120)
         assert failed.status == "failed" and failed.of(Step.translate).status == "failed", failed
@@ -102,6 +114,7 @@ def test_an_operator_retries_a_failed_run_in_the_browser(tmp_path: Path, clean_r
 
             page.get_by_role("link", name="Queues", exact=True).click()
             expect(page.locator("h1")).to_have_text("Queues")
+            expect(page.locator("header .session")).to_contain_text("logged in (operator)")
             page.screenshot(path=str(SHOTS / "queues.png"), full_page=True)
         finally:
             browser.close()
@@ -109,7 +122,8 @@ def test_an_operator_retries_a_failed_run_in_the_browser(tmp_path: Path, clean_r
     run = rt.state.run(run_id)
     assert run["status"] == "succeeded" and run["generation"] == "1"
     entries = [(e["who"], e["what"], e["run_id"], e["outcome"]) for e in audit.entries(rt)]
-    assert entries[0] == (audit.fingerprint(TOKEN), "retry from failed step", run_id, "ok")
+    assert entries[0] == ("operator", "retry from failed step", run_id, "ok")
+    assert entries[1] == ("operator", "login", None, "ok")
 
 
 def _csrf(client: httpx.Client, path: str) -> str:
@@ -126,12 +140,12 @@ def test_forms_need_the_token_and_a_csrf_token(tmp_path: Path, clean_redis: redi
     app = _app(tmp_path, redis_url, "http://127.0.0.1:9")
     make_run(app, "r1", "running")
     state = app.pressroom.state
-    with serve_asgi(create_api(app)) as base, httpx.Client(base_url=base, timeout=10) as client:
+    with serve(app) as base, httpx.Client(base_url=base, timeout=10) as client:
         csrf = _csrf(client, "/runs/r1")
         anonymous = client.post("/runs/r1/cancel", data={"csrf": csrf})
         assert anonymous.status_code == 303 and state.run("r1")["status"] == "running"
 
-        basic = httpx.BasicAuth("operator", TOKEN)
+        basic = httpx.BasicAuth("night-shift", TOKEN)
         forged = client.post("/runs/r1/cancel", data={"csrf": "0" * 64}, auth=basic)
         assert forged.status_code == 303 and state.run("r1")["status"] == "running"
         done = client.post("/runs/r1/cancel", data={"csrf": csrf}, auth=basic)
@@ -143,11 +157,16 @@ def test_forms_need_the_token_and_a_csrf_token(tmp_path: Path, clean_redis: redi
         assert "pressroom_auth" not in client.cookies
         assert client.get("/runs/nope").status_code == 404
         assert "Unknown status" not in client.get("/", params={"status": "exploded"}).text
-    outcomes = [(e["what"], e["outcome"][:7]) for e in audit.entries(app.pressroom)]
-    assert outcomes == [("login", "refused"), ("cancel", "ok"), ("cancel", "refused"), ("cancel", "refused")]
+        hostile = client.post("/runs/a;b/cancel", data={"csrf": csrf}, auth=basic)
+        assert hostile.status_code == 303 and hostile.headers["location"] == "/"
+    # the logged-in operator's actions (a forged form included) are entries, named by the basic-auth user;
+    # the anonymous cancel and the wrong login are only counted
+    outcomes = [(e["who"], e["what"], e["outcome"][:7]) for e in audit.entries(app.pressroom)]
+    assert outcomes == [("night-shift", "cancel", "ok"), ("night-shift", "cancel", "refused")]
+    assert audit.refused(app.pressroom, 60) == {"not_logged_in": 1, "wrong_token": 1}
 
     read_only = _app(tmp_path, redis_url, "http://127.0.0.1:9", token=None)
-    with serve_asgi(create_api(read_only)) as base, httpx.Client(base_url=base, timeout=10) as client:
+    with serve(read_only) as base, httpx.Client(base_url=base, timeout=10) as client:
         page = client.get("/runs/r1").text
         assert "read-only" in page and 'type="password"' not in page
         assert page.count("disabled") >= 4

@@ -4,10 +4,19 @@ auth and audit log as the dashboard's buttons."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from workers.errors import PermanentError, TransientError
+
+
+def segment(run_id: str) -> str:
+    """A run id as one path segment: every character but unreserved ones percent-encoded, so no id (say
+    'x/../../runs/retry-failed?') can reach another endpoint; "." and ".." are encoded too, or a URL parser
+    would resolve them as dot segments."""
+    encoded = quote(run_id, safe="")
+    return encoded.replace(".", "%2E") if encoded in {".", ".."} else encoded
 
 
 class DashboardClient:
@@ -35,11 +44,11 @@ class DashboardClient:
         return runs
 
     def retry(self, run_id: str, from_step: str | None = None) -> dict[str, Any]:
-        return self._call("POST", f"/api/runs/{run_id}/retry", from_step=from_step)
+        return self._call("POST", f"/api/runs/{segment(run_id)}/retry", from_step=from_step)
 
     def retry_failed(self) -> list[str]:
         retried: list[str] = self._call("POST", "/api/runs/retry-failed")["retried"]
         return retried
 
     def cancel(self, run_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/api/runs/{run_id}/cancel")
+        return self._call("POST", f"/api/runs/{segment(run_id)}/cancel")

@@ -4,7 +4,9 @@ Reads are open. Actions need the operator token, given once at POST /login (the 
 HttpOnly, SameSite=Strict cookie holding an HMAC of the token, never the token) or as the password of HTTP
 basic auth. Every form carries a CSRF token: an HMAC of the visitor's session id (its own cookie) under a
 secret made when the process starts, so a restart logs everyone out. Actions go through workers.operations
-and the same audit log as the JSON API; each answers 303 back to the page with a flash message.
+and the same audit log as the JSON API; each answers 303 back to the page with a flash message. As there,
+only a logged-in operator's actions are audit entries (named "operator", or the basic-auth user name); a
+refusal of a visitor who is not logged in (or gave a wrong token) is only counted.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from fastapi.templating import Jinja2Templates
 
 from schemas.pipeline import ACTIVE, PIPELINE, RunStatus, Step
 from workers.dashboard import audit
+from workers.dashboard.api import MAX_OFFSET, is_run_id
 from workers.dashboard.queries import RunFilter, list_runs, matching_ids, run_detail
-from workers.dashboard.queues import queue_stats
 from workers.errors import PermanentError
 from workers.operations import cancel, discard, retry, retry_all_failed
 from workers.runtime import Runtime
@@ -76,26 +78,29 @@ class Guard:
         sid = request.cookies.get(SID)
         return bool(sid and given) and hmac.compare_digest(self.csrf(sid or ""), given)
 
-    def basic_password(self, request: Request) -> str | None:
+    def basic_auth(self, request: Request) -> tuple[str, str] | None:
+        """(user, password) of HTTP basic auth, if the request carries it."""
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "basic":
             return None
         try:
-            return base64.b64decode(value.strip()).decode().partition(":")[2]
+            user, _, password = base64.b64decode(value.strip()).decode().partition(":")
         except ValueError:
             return None
+        return user, password
 
     def who(self, request: Request) -> str | None:
-        """The caller's audit name if they hold the token (by cookie or basic auth), else None."""
+        """The caller's audit label if they hold the token (by cookie or basic auth), else None: "operator",
+        or the user name given with basic auth. Never anything derived from the token."""
         expected = self.expected
         if not expected:
             return None
         cookie = request.cookies.get(AUTH, "")
         if cookie and hmac.compare_digest(cookie, self.session_cookie(expected)):
-            return audit.fingerprint(expected)
-        password = self.basic_password(request)
-        if password and audit.token_matches(password, expected):
-            return audit.fingerprint(expected)
+            return audit.OPERATOR
+        basic = self.basic_auth(request)
+        if basic and basic[1] and audit.token_matches(basic[1], expected):
+            return audit.label(basic[0])
         return None
 
 
@@ -134,10 +139,21 @@ def _back(to: str, message: str, kind: str = "ok") -> Response:
                   message, kind)
 
 
+def _offset(raw: str | None, notes: list[str]) -> int:
+    """The list's offset from the query string: a bad one is 0 with a note, a huge one is capped."""
+    try:
+        return min(max(int(raw or 0), 0), MAX_OFFSET)
+    except ValueError:
+        notes.append("offset: use a whole number")
+        return 0
+
+
 def mount_pages(api: FastAPI, app: Any) -> None:
     """Add the HTML pages and their form actions to the dashboard's FastAPI app (not in the OpenAPI doc)."""
     rt: Runtime = app.pressroom
     guard = Guard(rt)
+    refusals: audit.RefusalCounter = api.state.refusals
+    monitor = api.state.monitor
 
     def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         sid = request.cookies.get(SID) or secrets.token_urlsafe(24)
@@ -155,19 +171,21 @@ def mount_pages(api: FastAPI, app: Any) -> None:
 
     def action(request: Request, csrf: str, back: str, what: str, run_id: str | None,
                do: Callable[[], str], done_to: str | None = None) -> Response:
-        """Check token and CSRF, run `do` (its return is the flash), audit the outcome, redirect back."""
+        """Check token and CSRF, run `do` (its return is the flash), audit the outcome, redirect back. A
+        visitor who is not logged in is only counted; a logged-in operator's refusals are entries too."""
+        if run_id is not None and not is_run_id(run_id):
+            return _back("/", f"{run_id[:120]!r} is not a run id", "error")
         who = guard.who(request)
-        refusal = None
         if not guard.expected:
-            refusal = "read-only: set PRESSROOM_DASHBOARD_TOKEN to allow actions"
-        elif who is None:
-            refusal = "log in with the operator token first"
-        elif not guard.csrf_ok(request, csrf):
+            refusals.count("read_only")
+            return _back(back, "read-only: set PRESSROOM_DASHBOARD_TOKEN to allow actions", "error")
+        if who is None:
+            refusals.count("not_logged_in")
+            return _back(back, "log in with the operator token first", "error")
+        if not guard.csrf_ok(request, csrf):
             refusal = "the form expired (or came from elsewhere): reload the page and try again"
-        if refusal:
-            audit.record(rt, who=who or "anonymous", what=what, run_id=run_id, outcome=f"refused: {refusal}")
+            audit.record(rt, who=who, what=what, run_id=run_id, outcome=f"refused: {refusal}")
             return _back(back, refusal, "error")
-        assert who is not None
         try:
             message = do()
         except PermanentError as exc:
@@ -177,10 +195,10 @@ def mount_pages(api: FastAPI, app: Any) -> None:
         return _back(done_to or back, message)
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def runs_page(request: Request, offset: int = 0) -> Response:
+    def runs_page(request: Request) -> Response:
         params = {k: request.query_params.get(k, "") for k in FILTERS}
         f, notes = _filter(params)
-        offset = max(offset, 0)
+        offset = _offset(request.query_params.get("offset"), notes)
         page = list_runs(rt, f, offset=offset, limit=PAGE)
         kept = {k: v for k, v in params.items() if v}
 
@@ -204,7 +222,7 @@ def mount_pages(api: FastAPI, app: Any) -> None:
 
     @api.get("/queues", response_class=HTMLResponse, include_in_schema=False)
     def queues_page(request: Request) -> Response:
-        return render(request, "queues.html", {"stats": queue_stats(app, rt)})
+        return render(request, "queues.html", {"stats": monitor.snapshot()})
 
     @api.post("/login", include_in_schema=False)
     def login(request: Request, token: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "",
@@ -215,10 +233,9 @@ def mount_pages(api: FastAPI, app: Any) -> None:
         if not guard.csrf_ok(request, csrf):
             return _back(next, "the form expired: reload the page and try again", "error")
         if not audit.token_matches(token, expected):
-            audit.record(rt, who=audit.fingerprint(token or None), what="login", run_id=None,
-                         outcome="refused: wrong token")
+            refusals.count("wrong_token")
             return _back(next, "wrong token", "error")
-        audit.record(rt, who=audit.fingerprint(token), what="login", run_id=None, outcome="ok")
+        audit.record(rt, who=audit.OPERATOR, what="login", run_id=None, outcome="ok")
         response = _back(next, "logged in")
         response.set_cookie(AUTH, guard.session_cookie(expected), httponly=True, samesite="strict",
                             secure=request.url.scheme == "https")
@@ -248,7 +265,7 @@ def mount_pages(api: FastAPI, app: Any) -> None:
     @api.post("/runs/{run_id}/retry", include_in_schema=False)
     def retry_form(request: Request, run_id: str, csrf: Annotated[str, Form()] = "",
                    from_step: Annotated[str, Form()] = "") -> Response:
-        back = f"/runs/{quote(run_id)}"
+        back = f"/runs/{quote(run_id, safe='')}"
         if from_step and from_step not in list(PIPELINE):
             return _back(back, f"unknown step {from_step!r}", "error")
         step = Step(from_step) if from_step else None
@@ -264,7 +281,7 @@ def mount_pages(api: FastAPI, app: Any) -> None:
             cancel(rt, run_id)
             return "cancelled"
 
-        return action(request, csrf, f"/runs/{quote(run_id)}", "cancel", run_id, do)
+        return action(request, csrf, f"/runs/{quote(run_id, safe='')}", "cancel", run_id, do)
 
     @api.post("/runs/{run_id}/discard", include_in_schema=False)
     def discard_form(request: Request, run_id: str, csrf: Annotated[str, Form()] = "") -> Response:
@@ -272,4 +289,4 @@ def mount_pages(api: FastAPI, app: Any) -> None:
             discard(rt, run_id)
             return f"discarded run {run_id} (its artifacts stay)"
 
-        return action(request, csrf, f"/runs/{quote(run_id)}", "discard", run_id, do, done_to="/")
+        return action(request, csrf, f"/runs/{quote(run_id, safe='')}", "discard", run_id, do, done_to="/")
