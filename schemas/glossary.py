@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from schemas.base import Model
 
@@ -18,3 +18,4 @@ class GlossaryTerm(Model):
 
 class Glossary(Model):
     terms: list[GlossaryTerm] = Field(default_factory=list)
+    _corrector: Any = PrivateAttr(default=None)  # workers.glossary compiles its mis-hearings once

@@ -39,6 +39,7 @@ from workers.steps.download import (
     ydl_options,
     youtube_video_id,
 )
+from workers.steps.media import InputLimits
 
 VID = "dQw4w9WgXcQ"
 
@@ -461,12 +462,15 @@ def test_download_youtube_gives_ytdlp_the_canonical_url(
     seen: dict[str, Any] = {}
     done = DownloadOutput(metadata=VideoMetadata(video_id=VID, title="t"), audio_path=tmp_path / "audio.m4a")
 
-    def fake(url: str, workdir: Path, options: dict[str, Any]) -> DownloadOutput:
-        seen.update(url=url, workdir=workdir, options=options)
+    def fake(url: str, workdir: Path, options: dict[str, Any], limits: InputLimits) -> DownloadOutput:
+        seen.update(url=url, workdir=workdir, options=options, limits=limits)
         return done
 
     monkeypatch.setattr(dl, "download_with_ytdlp", fake)
-    result = download_youtube(f"https://youtu.be/{VID}?list=PLx&t=9", tmp_path, captions_langs=("en",))
+    limits = InputLimits(max_bytes=10**9, max_duration=3600)
+    result = download_youtube(f"https://youtu.be/{VID}?list=PLx&t=9", tmp_path, captions_langs=("en",),
+                              limits=limits)
+    assert seen["limits"] is limits
     assert result is done
     assert seen["url"] == f"https://www.youtube.com/watch?v={VID}"
     opts = seen["options"]

@@ -47,6 +47,10 @@ def direct_queues(names: list[str]) -> list[Any]:
 def create_app(settings: Settings) -> Any:
     """Build an app bound to these settings; embedded settings give kombu's in-memory broker."""
     app = Celery("pressroom", broker=settings.broker_url or "memory://", set_as_current=False)
+    if not settings.embedded:
+        from workers.broker import TRANSPORT
+
+        app.conf.broker_transport = TRANSPORT  # Redis, but a garbage item on a queue cannot kill a worker
     app.conf.update(
         **delivery_conf(settings.visibility_timeout, embedded=settings.embedded),
         task_queues=direct_queues([*keys.QUEUES.values(), keys.WATCH_QUEUE]),

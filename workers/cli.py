@@ -8,9 +8,10 @@ import os
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from schemas.pipeline import PIPELINE, RunStatus
+from workers.errors import redact
 
 if TYPE_CHECKING:
     from workers.runtime import Runtime
@@ -74,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
     if problem := _providers_unreachable(rt):
         return _fail(problem)
     source, video_id = resolve_source(args.source, rt)
-    mode = "embedded" if rt.settings.embedded else f"broker {rt.settings.broker_url}"
+    mode = "embedded" if rt.settings.embedded else f"broker {redact(rt.settings.broker_url or '')}"
     with embedded_worker(app, rt.settings.embedded_concurrency) if rt.settings.embedded else nullcontext():
         spec = submit(app, rt, source, video_id, glossary=args.glossary)
         print(f"run {spec.run_id}: {args.source} ({mode}, store {rt.settings.store_url})", file=sys.stderr)
@@ -86,7 +87,11 @@ def _run(args: argparse.Namespace) -> int:
     assert post_key is not None, "a succeeded run has published its post"
     out_dir = Path(args.out or rt.settings.out_dir or "out")
     path = out_dir / Path(post_key).name
-    write_atomic(path, rt.store.get_bytes(post_key))
+    try:
+        write_atomic(path, rt.store.get_bytes(post_key))
+    except OSError as exc:
+        return _fail(f"cannot write the post to {path} ({exc.strerror or exc}); it is in the store at "
+                     f"{rt.store.where(post_key)}: choose a writable --out")
     print(path)
     return 0
 
@@ -132,7 +137,7 @@ def _status(args: argparse.Namespace) -> int:
                      "prints its own progress and the post's path)")
     run = rt.state.view(args.run)
     if run is None:
-        return _fail(f"no run {args.run!r} in {rt.settings.state_url or 'this process'}: check the run id")
+        return _fail(f"no run {args.run!r} in {redact(rt.settings.state_url or '')}: check the run id")
     events = rt.state.events(args.run)
     post_key = _post_key(rt, args.run)
     post = rt.store.where(post_key) if post_key else None
@@ -267,7 +272,9 @@ def _dashboard(args: argparse.Namespace) -> int:
 
     from workers.dashboard.api import create_api
 
-    uvicorn.run(create_api(app), host=args.host, port=args.port, log_level="info")
+    # SIGTERM ends it: the queue gatherer stops with the lifespan, and requests still open after 3 s (a client
+    # stalled mid-upload, say) are cut rather than waited for
+    uvicorn.run(create_api(app), host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=3)
     return 0
 
 
@@ -297,12 +304,21 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line naming it, and where to read the options (not the whole usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from workers.watch.commands import at_least
+
+    parser = _Parser(
         prog="pressroom", formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="pressroom COMMAND [options]    (pressroom COMMAND --help for its options)",
         description="Turns English talks on YouTube into bilingual Chinese blog posts.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands",
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands", prog="pressroom",
                                 help=argparse.SUPPRESS)
     p = sub.add_parser("run", help="turn one YouTube URL or media file into a post (the main job)")
     p.add_argument("source", help="YouTube URL or local audio/video file")
@@ -337,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="recent runs, newest first, with their errors")
     p.add_argument("--status", choices=[s.value for s in RunStatus])
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=at_least(1), default=50)
     p.add_argument("--restore", action="store_true", help="first rebuild lost run state from stored manifests")
     p.set_defaults(func=_runs)
 

@@ -6,6 +6,7 @@ Every message says what went wrong and how to fix it, in one line.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlparse, urlunparse
 
 
 class PressroomError(Exception):
@@ -56,3 +57,14 @@ def reason(exc: BaseException, limit: int = 160) -> str:
     if errno := re.search(r"\[Errno -?\d+\] ([^'\"()]+)", f"{text} {getattr(exc, 'kwargs', '')}"):
         text = errno.group(1).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def redact(url: str) -> str:
+    """A URL fit to print: its password replaced by ***."""
+    parsed = urlparse(url)
+    if not parsed.password:
+        return url
+    user = f"{parsed.username}:***@" if parsed.username else ":***@"
+    host = parsed.hostname or ""
+    netloc = f"{user}{host}" + (f":{parsed.port}" if parsed.port else "")
+    return urlunparse(parsed._replace(netloc=netloc))

@@ -4,21 +4,10 @@ which service, at which address, and what to start or fix. Commands print it ins
 from __future__ import annotations
 
 import socket
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
-from workers.errors import InfrastructureFault, reason
+from workers.errors import InfrastructureFault, reason, redact
 from workers.settings import Settings
-
-
-def redact(url: str) -> str:
-    """A URL fit to print: its password replaced by ***."""
-    parsed = urlparse(url)
-    if not parsed.password:
-        return url
-    user = f"{parsed.username}:***@" if parsed.username else ":***@"
-    host = parsed.hostname or ""
-    netloc = f"{user}{host}" + (f":{parsed.port}" if parsed.port else "")
-    return urlunparse(parsed._replace(netloc=netloc))
 
 
 def _redis_where(settings: Settings) -> tuple[str, str]:

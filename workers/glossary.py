@@ -3,9 +3,11 @@ the tags canonical spellings. Pure functions; the glossary itself is loaded once
 
 from __future__ import annotations
 
+import itertools
 import re
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -13,35 +15,82 @@ from pydantic import ValidationError
 from schemas.artifacts import VideoMetadata
 from schemas.glossary import Glossary, GlossaryTerm
 from workers.errors import PermanentError
+from workers.settings import Settings
 
 PROMPT_CHARS = 800  # whisper reads 224 tokens of prompt; ~3.5 characters a token leaves a margin
 
 
-def parse_glossary(text: str | bytes, where: str = "glossary") -> Glossary:
+@dataclass(frozen=True)
+class GlossaryLimits:
+    """How big a glossary may be (PRESSROOM_MAX_GLOSSARY_BYTES, PRESSROOM_MAX_GLOSSARY_TERMS)."""
+
+    max_bytes: int = 1_000_000
+    max_terms: int = 5000
+
+    @classmethod
+    def of(cls, settings: Settings | None) -> GlossaryLimits:
+        return cls() if settings is None else cls(settings.max_glossary_bytes, settings.max_glossary_terms)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a few hundred bytes of nested aliases expand to billions of nodes
+    (the "billion laughs"), and a glossary never needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a glossary",
+                                              self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+        return super().compose_node(parent, index)
+
+
+def parse_glossary(text: str | bytes, where: str = "glossary", limits: GlossaryLimits = GlossaryLimits()) -> Glossary:
     """YAML: `terms: [{term, zh, misheard: [...], kind}]`, or a plain mapping term → zh."""
+    if len(text) > limits.max_bytes:
+        raise PermanentError(f"{where}: {len(text)} bytes is over the glossary limit of {limits.max_bytes}: "
+                             "split it per channel, or raise PRESSROOM_MAX_GLOSSARY_BYTES")
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=_NoAliasLoader) or {}
         if isinstance(data, dict) and "terms" not in data:
             data = {"terms": [{"term": k, "zh": v} for k, v in data.items()]}
-        return Glossary.model_validate(data)
+        glossary = Glossary.model_validate(data)
     except (yaml.YAMLError, ValidationError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PermanentError(
             f"{where}: not a valid glossary ({first}); write `terms:` with entries like "
             "{term: GPT-5, zh: GPT-5, misheard: [GBT5]}"
         ) from None
+    if len(glossary.terms) > limits.max_terms:
+        raise PermanentError(f"{where}: {len(glossary.terms)} terms is over the limit of {limits.max_terms}: keep "
+                             "the names this channel's talks use, or raise PRESSROOM_MAX_GLOSSARY_TERMS")
+    return glossary
 
 
-def load_glossary(path: Path) -> Glossary:
+def load_glossary(path: Path, settings: Settings | None = None) -> Glossary:
+    """A glossary file, checked against the limits before it is read."""
+    limits = GlossaryLimits.of(settings)
+    fix = "check PRESSROOM_GLOSSARY_FILE, --glossary or the channel's glossary"
     try:
-        return parse_glossary(path.read_bytes(), str(path))
+        size = path.stat().st_size
+        if path.is_dir():
+            raise PermanentError(f"{path}: is a directory, not a glossary file; {fix}")
+        if size > limits.max_bytes:
+            raise PermanentError(f"{path}: {size} bytes is over the glossary limit of {limits.max_bytes}: split "
+                                 "it per channel, or raise PRESSROOM_MAX_GLOSSARY_BYTES")
+        return parse_glossary(path.read_bytes(), str(path), limits)
     except FileNotFoundError:
-        raise PermanentError(f"{path}: no such glossary file; check PRESSROOM_GLOSSARY_FILE or --glossary") from None
+        raise PermanentError(f"{path}: no such glossary file; {fix}") from None
+    except OSError as exc:
+        raise PermanentError(f"{path}: cannot read the glossary ({exc.strerror or exc}); {fix}") from None
 
 
-@lru_cache(maxsize=64)
-def _corrector(glossary_json: str) -> tuple[re.Pattern[str], dict[str, str]] | None:
-    glossary = Glossary.model_validate_json(glossary_json)
+def _corrector(glossary: Glossary) -> tuple[re.Pattern[str], dict[str, str]] | None:
+    """The mis-hearings as one regex, compiled once per glossary (correct() runs per segment)."""
+    if glossary._corrector is None:
+        glossary._corrector = (_compile(glossary),)
+    return glossary._corrector[0]  # type: ignore[no-any-return]
+
+
+def _compile(glossary: Glossary) -> tuple[re.Pattern[str], dict[str, str]] | None:
     table: dict[str, str] = {}
     for t in glossary.terms:
         for wrong in t.misheard:
@@ -56,7 +105,7 @@ def _corrector(glossary_json: str) -> tuple[re.Pattern[str], dict[str, str]] | N
 
 def correct(text: str, glossary: Glossary) -> str:
     """Replace every known mis-hearing with the canonical term (whole words, any case)."""
-    compiled = _corrector(glossary.model_dump_json())
+    compiled = _corrector(glossary)
     if compiled is None:
         return text
     pattern, table = compiled
@@ -100,13 +149,14 @@ def candidate_terms(metadata: VideoMetadata, limit: int = 40) -> list[str]:
 def transcription_prompt(glossary: Glossary, metadata: VideoMetadata) -> str | None:
     """A vocabulary hint within the model's prompt limit: glossary terms first, then the video's own."""
     words: list[str] = []
-    for term in [t.term for t in glossary.terms] + candidate_terms(metadata):
-        if term.lower() not in {w.lower() for w in words}:
-            words.append(term)
-    prompt = ""
-    for word in words:
-        nxt = f"{prompt}, {word}" if prompt else word
-        if len(nxt) > PROMPT_CHARS:
-            break
-        prompt = nxt
-    return f"{prompt}." if prompt else None
+    seen: set[str] = set()
+    length = 0
+    for term in itertools.chain((t.term for t in glossary.terms), candidate_terms(metadata)):
+        if term.lower() in seen:
+            continue
+        if length + len(term) + 2 * bool(words) > PROMPT_CHARS:
+            break  # whisper reads no more: stop, however long the glossary is
+        seen.add(term.lower())
+        words.append(term)
+        length += len(term) + 2 * (len(words) > 1)
+    return f"{', '.join(words)}." if words else None

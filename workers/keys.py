@@ -62,6 +62,11 @@ def step_stats_key(step: Step, minute: int) -> str:
     return f"{PREFIX}:stats:{step.value}:{minute}"
 
 
+def submit_lock_key(video_id: str) -> str:
+    """String, short-lived: a watcher is submitting this video now."""
+    return f"{PREFIX}:submitting:{video_id}"
+
+
 def seen_cache_key() -> str:
     """Set: video ids already submitted (a cache of the seen/ markers in the object store)."""
     return f"{PREFIX}:seen"
@@ -90,6 +95,18 @@ def websub_notified_key(channel_id: str, body_sha256: str) -> str:
 def audit_log_key() -> str:
     """List: the dashboard's audit log, one JSON entry per action (who, what, run id, when), oldest first."""
     return f"{PREFIX}:audit"
+
+
+def audit_entries_key() -> str:
+    """Sorted set: the dashboard's audit log, one JSON entry per authenticated action (who, what, run id,
+    outcome, at), scored by time; entries older than PRESSROOM_AUDIT_RETENTION_DAYS are dropped on write."""
+    return f"{PREFIX}:audit:entries"
+
+
+def audit_refused_key(minute: int) -> str:
+    """Hash: requests refused before authentication (no token, wrong token, read-only) in one minute, by
+    reason; a fixed set of fields, expiring with the audit log's retention."""
+    return f"{PREFIX}:audit:refused:{minute}"
 
 
 # --- object-store keys ----------------------------------------------------------------------------

@@ -42,10 +42,10 @@ class Runtime:
         if not run.glossary_key:
             return Glossary()
         if run.glossary_key not in self._glossaries:
-            from workers.glossary import parse_glossary
+            from workers.glossary import GlossaryLimits, parse_glossary
 
-            self._glossaries[run.glossary_key] = parse_glossary(self.store.get_bytes(run.glossary_key),
-                                                                run.glossary_key)
+            self._glossaries[run.glossary_key] = parse_glossary(
+                self.store.get_bytes(run.glossary_key), run.glossary_key, GlossaryLimits.of(self.settings))
         return self._glossaries[run.glossary_key]
 
     @cached_property
@@ -54,7 +54,8 @@ class Runtime:
 
         url, key = self.settings.transcription_endpoint()
         s = self.settings
-        return OpenAITranscriber(url, key, s.transcription_model, s.transcription_timeout, s.transcription_max_retries)
+        return OpenAITranscriber(url, key, s.transcription_model, s.transcription_timeout, s.transcription_max_retries,
+                                 max_chars_per_second=s.max_transcript_chars_per_second)
 
     @cached_property
     def llm(self) -> LLM:

@@ -8,10 +8,10 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from schemas.post import FrontMatterDefaults
-from workers.errors import ConfigError
+from workers.errors import ConfigError, redact
 
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -115,7 +115,8 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, v: str | None) -> str | None:
         if v and urlparse(v).scheme not in {"redis", "rediss", "memory"}:
-            raise ValueError(f"{v!r} is not a Redis URL: use redis://host:6379/0 (or leave unset for embedded)")
+            raise ValueError(f"{redact(v)!r} is not a Redis URL: use redis://host:6379/0 (or leave unset for "
+                             "embedded)")
         return v or None
 
     @field_validator("storage_url")
@@ -123,18 +124,22 @@ class Settings(BaseSettings):
     def _storage_url(cls, v: str | None) -> str | None:
         if not v:
             return None
-        if v.startswith("s3:"):
+        scheme = urlparse(v).scheme
+        if scheme == "s3" or v.startswith("s3:"):
             parsed = urlparse(v)
             if parsed.scheme != "s3" or not v.startswith("s3://") or len(parsed.netloc) < 3:
                 raise ValueError(f"{v!r} is not valid: use s3://bucket/prefix (bucket of 3+ characters)")
+        elif "://" in v or (scheme and len(scheme) > 1):
+            raise ValueError(f"{redact(v)!r}: storage scheme {scheme!r} is not supported: use s3://bucket/prefix "
+                             "(any S3-compatible store) or a directory path")
         return v
 
     @field_validator("s3_endpoint_url", "transcription_base_url", "llm_base_url", "openai_base_url",
                      "websub_callback_base", "websub_hub_url", "dashboard_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
-        if v and urlparse(v).scheme not in {"http", "https"}:
-            raise ValueError(f"{v!r} is not an http(s) URL, e.g. http://127.0.0.1:8000/v1")
+        if v and (urlparse(v).scheme not in {"http", "https"} or not urlparse(v).hostname):
+            raise ValueError(f"{redact(v)!r} is not an http(s) URL, e.g. http://127.0.0.1:8000/v1")
         return v or None
 
     # --- derived -----------------------------------------------------------------------------------
@@ -175,6 +180,12 @@ def load_settings(**overrides: object) -> Settings:
     """Build settings, turning validation errors into one line that names the variable and the fix."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SettingsError as exc:  # a nested setting (PRESSROOM_FRONT_MATTER__…) that is not valid JSON
+        cause = exc.__cause__
+        detail = f" ({' '.join(str(cause).split())[:120]})" if cause else ""
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else "a setting"
+        raise ConfigError(f"bad setting — PRESSROOM_{field.upper()}__…: cannot read its value{detail}; "
+                          "lists are JSON, e.g. PRESSROOM_FRONT_MATTER__PROJECT='[\"ai\"]'") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

@@ -18,6 +18,8 @@ from workers.errors import PermanentError
 from workers.events import emit
 from workers.runtime import Runtime
 from workers.steps.download import youtube_video_id
+from workers.steps.media import InputLimits
+from workers.watch.seen import SeenVideos
 
 
 def new_run_id() -> str:
@@ -33,6 +35,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _short_name(name: str, limit: int = 100) -> str:
+    """A file name fit for an object key (the original stays in the run spec): long ones keep their start
+    and extension, since file systems refuse names over 255 bytes."""
+    if len(name.encode()) <= limit:
+        return name
+    suffix = Path(name).suffix[:16]
+    return name.encode()[: limit - len(suffix.encode())].decode(errors="ignore") + suffix
+
+
 def resolve_source(arg: str, rt: Runtime) -> tuple[VideoSource, str]:
     """A YouTube URL as is; a local file is uploaded once (by content hash) so any worker can read it."""
     video_id = youtube_video_id(arg)
@@ -40,8 +51,10 @@ def resolve_source(arg: str, rt: Runtime) -> tuple[VideoSource, str]:
         return VideoSource(kind="youtube", uri=f"https://www.youtube.com/watch?v={video_id}"), video_id
     path = Path(arg).expanduser()
     if path.is_file():
+        InputLimits(rt.settings.max_input_bytes, rt.settings.max_input_duration).check_bytes(
+            path.stat().st_size, str(path))  # before reading a byte of it
         digest = _sha256(path)
-        key = keys.upload_key(digest[:32], path.name)
+        key = keys.upload_key(digest[:32], _short_name(path.name))
         if not rt.store.exists(key):
             rt.store.put_file(key, path)
         return VideoSource(kind="file", uri=key, filename=path.name), f"file-{digest[:12]}"
@@ -56,7 +69,7 @@ def store_glossary(path: Path, rt: Runtime) -> str:
     """Check a glossary file and store it by content, so every worker reads the same one."""
     from workers.glossary import load_glossary
 
-    load_glossary(path)  # a bad glossary fails here, at submit, with a message naming the file
+    load_glossary(path, rt.settings)  # a bad glossary fails here, at submit, with a message naming the file
     data = path.read_bytes()
     key = keys.glossary_key(hashlib.sha256(data).hexdigest()[:16])
     rt.store.put_bytes(key, data, if_absent=True)
@@ -72,8 +85,8 @@ def submit(app: Any, rt: Runtime, source: VideoSource, video_id: str, *,
                    defaults=defaults or rt.settings.front_matter, out_dir=out_dir,
                    glossary_key=store_glossary(glossary, rt) if glossary else None,
                    **{"captions": rt.settings.captions, **options})
-    if source.kind == "youtube":  # a video an operator submits is one the watcher must not submit again
-        rt.store.put_bytes(keys.seen_marker_key(video_id), spec.model_dump_json().encode(), if_absent=True)
     rt.state.create(spec)
     emit(app, rt.state, RunRequested(run=spec))
+    if source.kind == "youtube":  # seen once its run exists: the watcher must not submit it again
+        SeenVideos(rt.state.kv, rt.store).record(video_id, spec)
     return spec

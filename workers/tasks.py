@@ -23,6 +23,7 @@ from workers.steps import download as download_step
 from workers.steps import publish as publish_step
 from workers.steps import tag as tag_step
 from workers.steps import translate as translate_step
+from workers.steps.media import InputLimits
 from workers.storage import get_model, put_model
 from workers.storage.local import write_atomic
 
@@ -31,9 +32,10 @@ AUDIO_FORMAT = "m4a-aac-mono-16k"  # changes here change the download step's key
 
 def _download(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
     source = event.run.source
+    limits = InputLimits(rt.settings.max_input_bytes, rt.settings.max_input_duration)
     if source.kind == "youtube":
         try:
-            out = download_step.download_youtube(source.uri, workdir)
+            out = download_step.download_youtube(source.uri, workdir, limits=limits)
         except NotAvailableYet as exc:
             if event.run.channel_id:  # a watched channel's live or upcoming stream is skipped, not failed
                 raise SkipRun(f"{exc} (live and upcoming streams are skipped for watched channels)") from None
@@ -41,7 +43,8 @@ def _download(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcom
     else:
         name = source.filename or Path(source.uri).name
         local = rt.store.get_file(source.uri, workdir / "input" / name)
-        out = download_step.prepare_local(local, workdir, video_id=event.video_id, title=Path(name).stem)
+        out = download_step.prepare_local(local, workdir, video_id=event.video_id, title=Path(name).stem,
+                                          limits=limits)
     audio_key = prefix + "audio.m4a"
     rt.store.put_file(audio_key, out.audio_path, content_type="audio/mp4")
     captions = {}

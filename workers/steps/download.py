@@ -19,7 +19,9 @@ from schemas.artifacts import Chapter, VideoMetadata
 from workers.errors import NotAvailableYet, PermanentError, TransientError
 from workers.steps.media import (
     AUDIO_FILENAME,
+    DEFAULT_LIMITS,
     DownloadOutput,
+    InputLimits,
     file_video_id,
     prepare_local,
     probe,
@@ -223,7 +225,8 @@ def _caption_files(result: dict[str, Any]) -> dict[str, Path]:
     return captions
 
 
-def download_with_ytdlp(url: str, workdir: Path, options: dict[str, Any]) -> DownloadOutput:
+def download_with_ytdlp(url: str, workdir: Path, options: dict[str, Any],
+                        limits: InputLimits = DEFAULT_LIMITS) -> DownloadOutput:
     """Extract, check, download and convert with yt-dlp; any URL yt-dlp supports (tests use a local one).
 
     Captions are a bonus: if only they fail, the audio is downloaded without them.
@@ -233,12 +236,14 @@ def download_with_ytdlp(url: str, workdir: Path, options: dict[str, Any]) -> Dow
 
     (workdir / YTDLP_DIR).mkdir(parents=True, exist_ok=True)
     video_id = youtube_video_id(url)
+    options = {**options, "max_filesize": limits.max_bytes}  # yt-dlp stops a download that would pass it
     try:
         with YoutubeDL(options) as ydl:
             info = ydl.extract_info(url, download=False)
             if not isinstance(info, dict):
                 raise PermanentError(f"{url}: yt-dlp found nothing to download; check the URL")
             check_available(info)
+            limits.check_duration(number(info.get("duration")) or 0.0, f"{url} ({info.get('title') or 'video'})")
             try:
                 result = ydl.process_ie_result(dict(info), download=True)
             except YoutubeDLError as exc:
@@ -270,6 +275,7 @@ def download_youtube(
     captions_langs: tuple[str, ...] = ("en", "en-orig"),
     auto_captions: bool = True,
     cookiefile: Path | None = None,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> DownloadOutput:
     """A YouTube video's metadata, speech m4a and captions, downloaded into workdir.
 
@@ -287,4 +293,4 @@ def download_youtube(
     options = ydl_options(
         workdir, captions_langs=captions_langs, auto_captions=auto_captions, cookiefile=cookiefile
     )
-    return download_with_ytdlp(watch_url(video_id), workdir, options)
+    return download_with_ytdlp(watch_url(video_id), workdir, options, limits)

@@ -29,6 +29,33 @@ AUDIO_FILENAME = "audio.m4a"
 SPEECH_SAMPLE_RATE = 16_000
 SPEECH_BITRATE = "48k"
 ACCEPTED_FORMATS = "mp4, mkv, webm, mov, m4a, mp3, wav, flac or ogg"
+# ffprobe's names of the demuxers for real audio and video containers. Anything else is refused before it is
+# opened for conversion: playlists (hls, concat, dash) and image sequences make ffmpeg read other files.
+CONTAINERS = frozenset({
+    "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "mp3", "wav", "w64", "ogg", "flac", "aac",
+    "avi", "mpegts", "mpeg", "asf", "flv", "aiff", "caf", "amr", "ape", "wv", "mpc", "mpc8", "tta", "dsf", "au",
+})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """How big a talk the download step takes (PRESSROOM_MAX_INPUT_BYTES, PRESSROOM_MAX_INPUT_DURATION)."""
+
+    max_bytes: int = 8 * 1024**3
+    max_duration: float = 6 * 3600.0
+
+    def check_bytes(self, size: int, what: str) -> None:
+        if size > self.max_bytes:
+            raise PermanentError(f"{what} is {size / 1e9:.2f} GB, over the limit of {self.max_bytes / 1e9:.2f} GB: "
+                                 "give a smaller file, or raise PRESSROOM_MAX_INPUT_BYTES")
+
+    def check_duration(self, seconds: float, what: str) -> None:
+        if seconds > self.max_duration:
+            raise PermanentError(f"{what} lasts {seconds / 3600:.1f} h, over the limit of "
+                                 f"{self.max_duration / 3600:.1f} h: raise PRESSROOM_MAX_INPUT_DURATION to take it")
+
+
+DEFAULT_LIMITS = InputLimits()
 _HASH_CHUNK = 1 << 20
 _PROBE_TIMEOUT = 120.0
 _MIN_CONVERT_TIMEOUT = 600.0
@@ -50,6 +77,7 @@ class MediaProbe:
     path: Path
     duration: float
     audio_streams: int
+    format_name: str = ""
     audio_codec: str | None = None
     channels: int | None = None
     sample_rate: int | None = None
@@ -67,9 +95,21 @@ def file_video_id(path: Path) -> str:
     return "file-" + digest.hexdigest()[:12]
 
 
-def _ffmpeg_input(path: Path) -> list[str]:
-    """Input args that read only this local file: no URL, no protocol prefix, no '-name' surprises."""
-    return ["-protocol_whitelist", "file", "-i", f"file:{path.resolve()}"]
+def _ffmpeg_input(path: Path, demuxer: str | None = None) -> list[str]:
+    """Input args that read only this local file: no URL, no protocol prefix, no '-name' surprises; with
+    demuxer, read as that container and nothing ffmpeg might guess from the bytes."""
+    forced = ["-f", demuxer] if demuxer else []
+    return ["-protocol_whitelist", "file", *forced, "-i", f"file:{path.resolve()}"]
+
+
+def container(media: MediaProbe) -> str:
+    """The demuxer to open a file with, if it is a real audio or video container; else a PermanentError."""
+    names = [n for n in media.format_name.split(",") if n]
+    if not names or not set(names) <= CONTAINERS:
+        raise PermanentError(f"{media.path.name} is {media.format_name or 'an unknown format'}, not an audio or "
+                             f"video file (a playlist or a list of other files is refused); upload one of "
+                             f"{ACCEPTED_FORMATS}")
+    return names[0]
 
 
 def _last_line(stderr: str) -> str:
@@ -150,6 +190,7 @@ def probe(path: Path) -> MediaProbe:
         path=path,
         duration=max(duration, 0.0),
         audio_streams=len(audio),
+        format_name=str(fmt.get("format_name") or ""),
         audio_codec=first.get("codec_name"),
         channels=_int(first.get("channels")),
         sample_rate=_int(first.get("sample_rate")),
@@ -167,7 +208,8 @@ def is_speech_aac(media: MediaProbe) -> bool:
 
 def to_speech_m4a(src: Path, dest: Path, *, duration: float = 0.0, start: float | None = None,
                   length: float | None = None, what: str | None = None,
-                  fix: str = f"upload one of {ACCEPTED_FORMATS}", copy: bool = False) -> Path:
+                  fix: str = f"upload one of {ACCEPTED_FORMATS}", copy: bool = False,
+                  demuxer: str | None = None) -> Path:
     """Convert the first audio stream (or the span start..start+length of it) to AAC mono 16 kHz 48 kbps,
     file to file (never in memory). A span is re-encoded from an exact sample, not cut on AAC frames.
 
@@ -176,7 +218,7 @@ def to_speech_m4a(src: Path, dest: Path, *, duration: float = 0.0, start: float 
     tmp = dest.with_name(dest.name + ".part")
     span = [] if start is None else ["-ss", f"{start:.6f}", *(["-t", f"{length:.6f}"] if length else [])]
     cmd = [
-        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *span, *_ffmpeg_input(src),
+        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *span, *_ffmpeg_input(src, demuxer),
         "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1",
         *(["-c:a", "copy"] if copy else
           ["-ac", "1", "-ar", str(SPEECH_SAMPLE_RATE), "-c:a", "aac", "-b:a", SPEECH_BITRATE]),
@@ -193,17 +235,23 @@ def to_speech_m4a(src: Path, dest: Path, *, duration: float = 0.0, start: float 
 
 
 def prepare_local(
-    media_path: Path, workdir: Path, *, video_id: str, title: str | None = None
+    media_path: Path, workdir: Path, *, video_id: str, title: str | None = None,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> DownloadOutput:
     """An uploaded file becomes the same speech m4a and metadata a YouTube download gives."""
+    if media_path.is_file():
+        limits.check_bytes(media_path.stat().st_size, media_path.name)
     src = probe(media_path)
+    demuxer = container(src)
+    limits.check_duration(src.duration, media_path.name)
     if src.audio_streams == 0:
         raise PermanentError(
             f"{media_path.name} has no audio stream, so there is nothing to transcribe; "
             f"upload a file with sound ({ACCEPTED_FORMATS})"
         )
     workdir.mkdir(parents=True, exist_ok=True)
-    audio = to_speech_m4a(media_path, workdir / AUDIO_FILENAME, duration=src.duration, copy=is_speech_aac(src))
+    audio = to_speech_m4a(media_path, workdir / AUDIO_FILENAME, duration=src.duration, copy=is_speech_aac(src),
+                          demuxer=demuxer)
     out = probe(audio)
     if out.duration <= 0:
         raise PermanentError(f"{media_path.name} has an empty audio stream; upload a file with sound")

@@ -9,11 +9,26 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from workers.errors import PermanentError
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
 
 class LocalStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PermanentError(f"cannot use {self.root} as the store ({exc.strerror or exc}): make it writable, "
+                                 "or set PRESSROOM_DATA_DIR or PRESSROOM_STORAGE_URL elsewhere") from None
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -23,7 +38,8 @@ class LocalStore:
 
     def _temp(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; objects are ordinary files (posts are read by a site)
         os.close(fd)
         return Path(tmp)
 
@@ -95,5 +111,16 @@ class LocalStore:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file outside the store (an output directory) so readers never see half of it."""
-    LocalStore(path.parent).put_bytes(path.name, data)
+    """Write a file outside the store (an output directory) so readers never see half of it; OSError if the
+    directory cannot be made or written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -26,16 +26,28 @@ def _app() -> tuple[Any, Any]:
 
 
 def _add(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from schemas.channels import ChannelConfig
     from schemas.post import FrontMatterDefaults
+    from workers.glossary import load_glossary
     from workers.watch.channels_file import add_channel
 
     _, rt = _app()
     defaults = {k: v for k, v in {"speaker": args.speaker, "area": args.area, "category": args.category,
                                   "series": args.series}.items() if v is not None}
-    config = ChannelConfig(id=args.channel_id, name=args.name or args.channel_id, backfill=args.backfill,
-                           glossary=args.glossary, captions=args.captions,
-                           defaults=FrontMatterDefaults(**{**rt.settings.front_matter.model_dump(), **defaults}))
+    glossary = None
+    if args.glossary:  # checked now, and kept as an absolute path: workers may run elsewhere
+        glossary = Path(args.glossary).expanduser().resolve()
+        load_glossary(glossary, rt.settings)
+    try:
+        config = ChannelConfig(id=args.channel_id, name=args.name or args.channel_id, backfill=args.backfill,
+                               glossary=str(glossary) if glossary else None, captions=args.captions,
+                               defaults=FrontMatterDefaults(**{**rt.settings.front_matter.model_dump(), **defaults}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"channels add: {field}: {str(first['msg']).removeprefix('Value error, ')}") from None
     add_channel(_channels_path(rt), config, replace=args.replace)
     print(f"added {config.id} ({config.name}) to {_channels_path(rt)}")
     return 0
@@ -138,13 +150,13 @@ def _websub(args: argparse.Namespace) -> int:
 
 def _subscribe(args: argparse.Namespace) -> int:
     """Subscribe every enabled channel (or renew the leases that are due) at the WebSub hub."""
-    import httpx
-
+    from workers.http import client as http_client
     from workers.watch.channels_file import load_channels
     from workers.watch.service import subscriber
+    from workers.watch.websub_client import HUB_DEADLINE
 
     _, rt = _app()
-    with httpx.Client(timeout=30) as http:
+    with http_client(HUB_DEADLINE) as http:
         hub = subscriber(rt, http)
         if args.renew:
             report = hub.renew_due(time.time())
@@ -172,13 +184,30 @@ def _beat(args: argparse.Namespace) -> int:
     return 0
 
 
+def at_least(minimum: int) -> Any:
+    """argparse type: a whole number of at least `minimum` (one line naming the value otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    return parse
+
+
+_count, _positive = at_least(0), at_least(1)
+
+
 def add_watch_commands(sub: Any) -> None:
     p = sub.add_parser("channels", help="the watched channels: add, list, remove, subscribe")
     csub = p.add_subparsers(dest="channels_command", required=True)
     a = csub.add_parser("add", help="watch a channel (UC… id)")
     a.add_argument("channel_id")
     a.add_argument("--name")
-    a.add_argument("--backfill", type=int, default=0, help="how many of its latest uploads to process now")
+    a.add_argument("--backfill", type=_count, default=0, help="how many of its latest uploads to process now")
     a.add_argument("--glossary", help="YAML glossary for this channel")
     a.add_argument("--captions", choices=["off", "human", "auto"], default="human")
     for key in ("speaker", "area", "category", "series"):
@@ -204,7 +233,7 @@ def add_watch_commands(sub: Any) -> None:
 
     p = sub.add_parser("backfill", help="submit a channel's past uploads (beyond the feed's 15)")
     p.add_argument("channel", help="channel id or name")
-    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--count", type=_positive, required=True)
     p.add_argument("--force", action="store_true", help="submit even videos already processed")
     p.set_defaults(func=_backfill)
 

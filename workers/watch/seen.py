@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+from schemas.run import RunSpec
 from workers import keys
 from workers.state import KV
 from workers.storage import ObjectStore
@@ -18,7 +19,7 @@ class SeenVideos:
         self.store = store
 
     def claim(self, video_id: str, *, channel_id: str, title: str = "", force: bool = False) -> bool:
-        """True exactly once per video: the caller may submit it. force (an operator's) always wins."""
+        """Mark a video seen without a run (uploads from before a channel was added); True if it was not."""
         if not force and self.kv.sismember(keys.seen_cache_key(), video_id):
             return False
         record = json.dumps({"video_id": video_id, "channel_id": channel_id, "title": title, "at": time.time(),
@@ -26,6 +27,11 @@ class SeenVideos:
         created = self.store.put_bytes(keys.seen_marker_key(video_id), record, if_absent=not force)
         self.kv.sadd(keys.seen_cache_key(), video_id)
         return created or force
+
+    def record(self, video_id: str, run: RunSpec) -> None:
+        """The video has a run now: never submit it again (an operator's forced resubmission overwrites)."""
+        self.store.put_bytes(keys.seen_marker_key(video_id), run.model_dump_json().encode())
+        self.kv.sadd(keys.seen_cache_key(), video_id)
 
     def seen(self, video_id: str) -> bool:
         return bool(self.kv.sismember(keys.seen_cache_key(), video_id)) or self.store.exists(

@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from schemas.channels import ChannelConfig
-from workers.errors import ConfigError
+from workers.errors import ConfigError, PressroomError
 from workers.runtime import Runtime
 from workers.watch.channels_file import load_channels
 from workers.watch.feed import DeletedEntry, FeedEntry, classify, is_wait
@@ -56,7 +56,11 @@ def websub_app(app: Any, rt: Runtime) -> FastAPI:
         for entry in entries:
             reason = classify(entry, channel.filters)
             if reason is None or is_wait(reason):  # a notification has no view count: decide at download
-                watcher.submit_entry(channel, entry)  # a video seen before (an update) is not submitted again
+                try:  # a video seen before (an update) is not submitted again
+                    watcher.submit_entry(channel, entry)
+                except PressroomError as exc:  # the channel's failure, shown in `channels list`; the hub will
+                    watcher.record_failure(channel, str(exc))  # redeliver, and the video is not marked seen
+                    raise
             else:
                 log.info("channel %s: %s skipped (%s)", channel.name, entry.video_id, reason)
 
@@ -65,7 +69,7 @@ def websub_app(app: Any, rt: Runtime) -> FastAPI:
             watcher.seen.tombstone(entry.video_id, entry.when)
 
     return create_websub_app(kv=rt.state.kv, secret_for=secrets_from(_master(rt)), on_entries=on_entries,
-                             on_deleted=on_deleted)
+                             on_deleted=on_deleted, max_body=rt.settings.max_request_bytes)
 
 
 def subscriber(rt: Runtime, http: httpx.Client) -> Subscriber:

@@ -26,11 +26,11 @@ def register_watch_tasks(app: Any) -> None:
         """Renew WebSub leases that are about to lapse (and retry subscriptions never verified)."""
         import time
 
-        import httpx
-
+        from workers.http import client as http_client
         from workers.watch.service import subscriber
+        from workers.watch.websub_client import HUB_DEADLINE
 
-        with httpx.Client(timeout=30) as http:
+        with http_client(HUB_DEADLINE) as http:
             report = subscriber(self.app.pressroom, http).renew_due(time.time())
         return {"renewed": report.renewed, "failed": [str(f) for f in report.failed]}
 

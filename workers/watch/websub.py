@@ -40,6 +40,7 @@ YOUTUBE_HUB = "https://pubsubhubbub.appspot.com/subscribe"
 TOPIC_TEMPLATE = "https://www.youtube.com/xml/feeds/videos.xml?channel_id={channel_id}"
 CHANNEL_ID = re.compile(r"UC[0-9A-Za-z_-]{22}")
 MAX_BODY = 1024 * 1024
+MIN_LEASE = 60  # seconds: shorter leases from a hub (or a forger) would mean renewing non-stop
 DEDUPE_SECONDS = 7 * 86400
 _DIGESTS: dict[str, Callable[[], Any]] = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 
@@ -144,8 +145,9 @@ class Receiver:
         if mode == "subscribe":
             if want != "1":
                 return _refuse(404, "no subscription to this channel is wanted")
-            lease = _int(params.get("hub.lease_seconds")) or _int(self.kv.hget(key, "lease_seconds"))
-            lease = lease or self.default_lease
+            asked = _int(self.kv.hget(key, "requested_lease")) or self.default_lease
+            lease = _int(params.get("hub.lease_seconds")) or _int(self.kv.hget(key, "lease_seconds")) or asked
+            lease = min(max(lease, MIN_LEASE), asked)  # a hub grants at most what was asked; a forged GET no more
             self.kv.hset(key, mapping={"state": "verified", "lease_seconds": lease, "expires": now + lease,
                                        "verified_at": now, "last_error": ""})
             log.info("WebSub: subscription to %s verified for %ds", channel_id, lease)
@@ -203,9 +205,10 @@ def _refuse(status: int, message: str) -> Response:
 
 def _int(value: Any) -> int:
     try:
-        return max(0, int(_text(value))) if value not in (None, "") else 0
+        number = float(_text(value)) if value not in (None, "") else 0.0
     except ValueError:
         return 0
+    return int(min(max(number, 0.0), 10.0**12)) if number == number else 0  # NaN and 1e400 are no numbers
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

@@ -33,6 +33,9 @@ log = logging.getLogger("pressroom.watch.websub")
 _TRANSIENT_STATUS = {408, 425, 429}
 
 
+HUB_DEADLINE = 30.0  # seconds for a whole request to the hub
+
+
 @dataclass
 class RenewalReport:
     """What renew_due did: one channel's failure never stops the others."""
