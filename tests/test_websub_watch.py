@@ -70,3 +70,26 @@ def test_a_deletion_is_recorded(pipeline: tuple[str, Any]) -> None:
     body = tombstone(video_id="GONEvideo01", channel_id=CH)
     assert _post(url, body, sign(body, CH, master=MASTER)).status_code == 202
     assert app.pressroom.store.exists(keys.tombstone_key("GONEvideo01"))
+
+
+def test_a_channel_whose_glossary_is_gone_loses_no_notified_video(tmp_path: Path, clean_redis: redis.Redis,
+                                                                   redis_url: str) -> None:
+    """The channel's glossary went missing: the notification is refused (503, so the hub redelivers), the
+    video is not marked seen, the channel shows the failure; once fixed, the redelivery starts its run."""
+    glossary = tmp_path / "names.yaml"
+    settings = load_settings(broker_url=redis_url, storage_url=str(tmp_path / "store"),
+                             channels_file=tmp_path / "channels.yaml", websub_secret=MASTER)
+    add_channel(tmp_path / "channels.yaml", ChannelConfig(id=CH, name="NASA", glossary=str(glossary)))
+    app = create_app(settings)
+    body = notification(video_id="NEWupload02", channel_id=CH, title="Artemis update")
+    with serve(websub_app(app, app.pressroom)) as url:
+        assert _post(url, body, sign(body, CH, master=MASTER)).status_code == 503
+        assert _runs(clean_redis) == [] and not app.pressroom.store.exists(keys.seen_marker_key("NEWupload02"))
+        state = {k.decode(): v.decode() for k, v in clean_redis.hgetall(keys.channel_state_key(CH)).items()}
+        assert "no such glossary file" in state["last_error"]
+
+        glossary.write_text("terms: [{term: Artemis}]\n")
+        assert _post(url, body, sign(body, CH, master=MASTER)).status_code == 202  # the hub's redelivery
+    [run] = _runs(clean_redis)
+    assert app.pressroom.state.run(run)["video_id"] == "NEWupload02"
+    assert app.pressroom.store.exists(keys.seen_marker_key("NEWupload02"))
