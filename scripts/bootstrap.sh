@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up what Pressroom needs on a Debian machine, once: Python venv + packages, ffmpeg, and (for the
-# tests) a running Redis, Debian's chromium and docker-compose. Re-running is cheap: packages are
-# reinstalled only when pyproject.toml changes.
+# tests) a running Redis, Debian's chromium, docker-compose and Eleventy (npm). Re-running is cheap:
+# packages are reinstalled only when pyproject.toml (or tests/site/package-lock.json) changes.
 # Usage: scripts/bootstrap.sh run|test
 set -euo pipefail
 purpose="${1:-run}"
@@ -61,4 +61,13 @@ if [ "$purpose" = "test" ]; then
   [ -x /usr/bin/chromium ] || apt_install chromium
   # compose itself validates docker-compose.yml (no Docker engine is needed for `docker-compose config`)
   command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || apt_install docker-compose
+  # the real Eleventy builds a site from Pressroom's posts (tests/test_site.py), from npm as locked
+  command -v npm >/dev/null || apt_install nodejs npm
+  site="$root/tests/site"
+  lock="$(sha256sum "$site/package-lock.json" | cut -c1-16)"
+  if [ "$(cat "$site/node_modules/.pressroom-installed" 2>/dev/null)" != "$lock" ]; then
+    say "installing Eleventy from npm (tests/site)"
+    (cd "$site" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    echo "$lock" > "$site/node_modules/.pressroom-installed"
+  fi
 fi

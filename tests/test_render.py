@@ -317,3 +317,27 @@ def test_render_post_cli_reports_an_unknown_front_matter_key(tmp_path: Path) -> 
     assert result.returncode == 2
     err = result.stderr.decode()
     assert err.count("\n") == 1 and "front_matter.author" in err, err
+
+
+# --- text is always text (the site build is tests/test_site.py) ------------------------------------------
+@pytest.mark.parametrize(("translation", "written"), [
+    ("# 不是标题", "\\# 不是标题"),
+    ("- 不是列表", "\\- 不是列表"),
+    ("1. 也不是列表", "1\\. 也不是列表"),
+    ("> 不是引用", "\\> 不是引用"),
+    ("---", "\\---"),
+    ("{{ user.name }} 与 {% raw %}", "&#123;&#123; user.name &#125;&#125; 与 &#123;% raw %&#125;"),
+    ("<script>x</script> & [链接](javascript:x)", "&lt;script>x&lt;/script> &amp; \\[链接\\](javascript:x)"),
+    ("通过 **RL**，2026 年 3.5 版本 -1 度", "通过 **RL**，2026 年 3.5 版本 -1 度"),  # nothing to escape
+])
+def test_a_translation_is_written_so_it_shows_as_itself(translation: str, written: str) -> None:
+    body = _body(_post(("English.", translation)))
+    assert f"\n\n{written}\n\n<details>" in body
+
+
+def test_template_delimiters_in_the_english_and_the_heading_are_inert() -> None:
+    body = _body(_post(("{{ a }} {% b %} {# c #} </details>", "中文"), heading="{{ h }} # 标题"))
+    assert "### &#123;&#123; h &#125;&#125; \\# 标题\n" in body
+    english = "&#123;&#123; a &#125;&#125; &#123;% b %&#125; &#123;# c #&#125; &lt;/details>"
+    assert f'<p class="english-text">{english}</p>' in body
+    assert "{" not in body and "}" not in body

@@ -1,7 +1,8 @@
-"""Publish step: turn a translation and its front matter into the site's markdown post.
+r"""Publish step: turn a translation and its front matter into the site's markdown post.
 
 Plain functions, no I/O. The byte-exact contract is the real post
-`shared/reference/openai-800m-weekly-users.md`; `tests/test_render.py` holds us to it:
+the team's `../shared/reference/openai-800m-weekly-users.md` (and tests/fixtures/post-format.md);
+`tests/test_render.py` holds us to it:
 
     ---
     <yaml.safe_dump(front_matter, allow_unicode=True, sort_keys=True)>---
@@ -24,8 +25,16 @@ Decisions the reference cannot show (it has no such case):
 - An empty (or whitespace-only) translation is rendered as `UNTRANSLATED_MARKER`, never as an empty
   paragraph, so a missing translation stays visible to the reader and the editor, and the block structure
   (Chinese, then English) stays intact.
-- In the English block `&` and `<` are escaped; `>` is not (the reference has raw `>>` speaker marks).
-  The Chinese paragraph and the heading are markdown and are written as they are.
+- Text is always text, on the site whatever generator builds it (Eleventy pre-processes markdown with
+  Liquid, Hexo with Nunjucks, Jekyll with Liquid and kramdown, Hugo has shortcodes):
+  - everywhere in the body `{` and `}` are written `&#123;` and `&#125;`, so no `{{ }}`, `{% %}`, `{# #}`,
+    `{{< >}}` or kramdown `{: }` can form, while every markdown renderer and browser shows the braces;
+  - in the English block (raw HTML) `&` and `<` are escaped; `>` is not (the reference has raw `>>`);
+  - the Chinese paragraph and the heading are markdown: `&` and `<` are escaped too (no HTML, no
+    entity, no autolink), `\`, `` ` ``, `[`, `]` and `#` are backslash-escaped (no code span, link,
+    image or heading), and a line that would open a block (`- `, `+ `, `* `, `1. `, `1) `, `>`, `=`,
+    `|`, `~~~`, `: `) has its marker escaped. Emphasis (`**RL**`, in the reference) is left to the model.
+  Text with none of these characters is written byte for byte as it came.
 - A section whose heading is blank after collapsing gets no `###` line (an empty heading renders as an
   empty `<h3>`); its paragraphs are still written.
 """
@@ -67,9 +76,34 @@ def _one_line(text: str) -> str:
     return _WHITESPACE_RUN.sub(_collapse_if_breaking, text).strip()
 
 
+_MARKDOWN_INLINE = re.compile(r"([\\`\[\]#])")
+# what opens a block at the start of a line: a list item, a thematic break (---, ***, ___), a quote, a
+# kramdown table row, a fence
+_BLOCK_START = re.compile(r"^(?:[-+*](?=\s|$)|\d{1,9}(?=[.)](?:\s|$))|(?:-\s*){3,}$|(?:\*\s*){3,}$|(?:_\s*){3,}$"
+                          r"|[>|]|~~~)")
+
+
+def _escape_templates(text: str) -> str:
+    """No template engine or shortcode sees a delimiter, opening or closing (Nunjucks refuses a stray `#}`):
+    braces as character references, which every markdown renderer and browser shows as braces."""
+    return text.replace("{", "&#123;").replace("}", "&#125;")
+
+
 def _escape_html(text: str) -> str:
     """Escape what would start an entity or a tag in the HTML block; `>` stays, as in the reference."""
-    return text.replace("&", "&amp;").replace("<", "&lt;")
+    return _escape_templates(text.replace("&", "&amp;").replace("<", "&lt;"))
+
+
+def _escape_markdown(text: str) -> str:
+    """A line of markdown that shows as exactly this text: no HTML, no template, no link, code or heading,
+    and no block opened by its first characters."""
+    text = _MARKDOWN_INLINE.sub(r"\\\1", text)
+    marker = _BLOCK_START.match(text)
+    if marker is not None and marker.group()[0].isdigit():  # "1. " → "1\. ": the digits must touch the dot
+        text = f"{text[:marker.end()]}\\{text[marker.end():]}"
+    elif marker is not None:
+        text = "\\" + text
+    return _escape_html(text)
 
 
 def _render_front_matter(front_matter: FrontMatter) -> str:
@@ -80,7 +114,7 @@ def _render_front_matter(front_matter: FrontMatter) -> str:
 
 def _render_paragraph(paragraph: PostParagraph) -> list[str]:
     """The Chinese paragraph then its English original; two blocks, never an empty one."""
-    chinese = _one_line(paragraph.translation) or UNTRANSLATED_MARKER
+    chinese = _escape_markdown(_one_line(paragraph.translation)) or UNTRANSLATED_MARKER
     english = _escape_html(_one_line(paragraph.source))
     return [chinese, f"{_DETAILS_OPEN}{english}{_DETAILS_CLOSE}"]
 
@@ -89,7 +123,7 @@ def render_post(post: Post) -> str:
     """Render a post byte-for-byte in the site's format (see the module docstring); deterministic."""
     blocks: list[str] = []
     for section in post.sections:
-        heading = _one_line(section.heading)
+        heading = _escape_markdown(_one_line(section.heading))
         if heading:
             blocks.append(f"### {heading}")
         for paragraph in section.paragraphs:
