@@ -156,7 +156,7 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(rt: Runtime) -> Any:
+def dashboard_client(rt: Runtime) -> Any:
     """The dashboard API client when PRESSROOM_DASHBOARD_URL is set (actions then get its auth and audit)."""
     from workers.dashboard.client import DashboardClient
 
@@ -174,7 +174,7 @@ def _runs(args: argparse.Namespace) -> int:
     from workers import keys
 
     _, rt = _app()
-    if client := _client(rt):
+    if client := dashboard_client(rt):
         for run in client.runs(args.status, args.limit):
             _print_run(run["id"], run["status"], run.get("video_id"), run.get("error") or run.get("stalled"))
         return 0
@@ -203,7 +203,7 @@ def _retry(args: argparse.Namespace) -> int:
     from workers.operations import retry, retry_all_failed
 
     app, rt = _app()
-    if client := _client(rt):
+    if client := dashboard_client(rt):
         if args.all_failed:
             print("\n".join(client.retry_failed()))
         elif args.run:
@@ -230,7 +230,7 @@ def _cancel(args: argparse.Namespace) -> int:
     from workers.operations import cancel
 
     _, rt = _app()
-    if client := _client(rt):
+    if client := dashboard_client(rt):
         client.cancel(args.run)
     else:
         cancel(rt, args.run)
@@ -376,8 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8090)
     p.set_defaults(func=_dashboard)
 
+    from workers.review_commands import add_review_commands
     from workers.watch.commands import add_watch_commands
 
+    add_review_commands(sub)
     add_watch_commands(sub)
     width = max(len(name) for name in sub.choices) + 2
     parser.epilog = "commands:\n" + "\n".join(

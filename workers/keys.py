@@ -67,6 +67,11 @@ def submit_lock_key(video_id: str) -> str:
     return f"{PREFIX}:submitting:{video_id}"
 
 
+def reviews_index_key() -> str:
+    """Hash: video id → "edited" or "approved", what the review list shows (the reviews are in the store)."""
+    return f"{PREFIX}:reviews"
+
+
 def seen_cache_key() -> str:
     """Set: video ids already submitted (a cache of the seen/ markers in the object store)."""
     return f"{PREFIX}:seen"
@@ -137,6 +142,11 @@ def tombstone_key(video_id: str) -> str:
 
 def post_key(name: str) -> str:
     return f"posts/{name}"
+
+
+def review_key(video_id: str) -> str:
+    """An editor's edits and approval of a video's post (kept across re-runs of the video)."""
+    return f"reviews/{video_id}.json"
 
 
 def post_owner_key(name: str) -> str:

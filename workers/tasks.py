@@ -11,7 +11,7 @@ from typing import Any
 from schemas.artifacts import DownloadArtifact, Translation
 from schemas.events import Step
 from schemas.post import FrontMatter
-from workers import keys
+from workers import keys, review
 from workers.delivery import InEvent, Outcome, StepSpec
 from workers.errors import NotAvailableYet, PermanentError, SkipRun
 from workers.fanouts import TRANSCRIBE, TRANSCRIBE_VERSION, TRANSLATE
@@ -70,9 +70,11 @@ def _tag(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
 
 def _publish(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome:
     dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
-    front = get_model(rt.store, event.artifacts["front_matter"], FrontMatter)
-    translation = get_model(rt.store, event.artifacts["translation"], Translation)
-    text = publish_step.render_post(publish_step.build_post(front, translation)).encode()
+    edited = review.apply(review.load(rt, event.video_id),  # the editor's changes and approval, if any
+                          get_model(rt.store, event.artifacts["translation"], Translation),
+                          get_model(rt.store, event.artifacts["front_matter"], FrontMatter))
+    front = edited.front_matter
+    text = publish_step.render_post(publish_step.build_post(front, edited.translation)).encode()
     name = _own_post_name(rt, publish_step.post_filename(front, event.video_id, dl.metadata.title), event.video_id)
     rt.store.put_bytes(prefix + "post.md", text, content_type="text/markdown")
     rt.store.put_bytes(keys.post_key(name), text, content_type="text/markdown")

@@ -21,14 +21,17 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.pipeline import RunStatus, Step
 from schemas.run import RunView
+from workers import review
 from workers.dashboard import audit
 from workers.dashboard.queries import RunFilter, list_runs, matching_ids, run_detail
 from workers.dashboard.queues import QueueMonitor
+from workers.dashboard.reviews import post_of, review_detail, review_list
 from workers.errors import PermanentError
 from workers.operations import cancel, discard, retry, retry_all_failed
 from workers.runtime import Runtime
@@ -38,6 +41,14 @@ READ_ONLY = "read-only: set PRESSROOM_DASHBOARD_TOKEN to allow actions"
 MAX_OFFSET = 1_000_000_000  # far past any real list; beyond it a 422, not Redis's "value is out of range"
 RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # what new_run_id makes (20260131T120000-a1b2c3), and test ids
 RUN_ID_RULE = "a run id is 1-100 letters, digits, '_', '.' or '-'"
+
+
+class ParagraphText(BaseModel):
+    translation: str = Field(min_length=1, max_length=20_000)
+
+
+class FieldText(BaseModel):
+    value: str = Field(min_length=1, max_length=2_000)
 
 
 class ApiError(Exception):
@@ -271,6 +282,49 @@ def create_api(app: Any, *, queue_interval: float = 5.0, queue_timeout: float = 
             return {"id": run_id, "discarded": True}
 
         return act(who, "discard", run_id, action)
+
+    # --- editorial review ---------------------------------------------------------------------------
+    def reviewed(run_id: str, call: Callable[[], Any]) -> dict[str, Any]:
+        try:
+            call()
+            return review_detail(rt, run_id)
+        except PermanentError as exc:
+            raise ApiError(404 if str(exc).startswith("no run ") else 409, str(exc)) from None
+
+    @api.get("/api/reviews", summary="Finished posts, newest first, with their review state")
+    def get_reviews(limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+        return {"posts": review_list(rt, limit)}
+
+    @api.get("/api/runs/{run_id}/review", summary="A post as its editor sees it: Chinese beside English")
+    def get_review(run_id: RunId) -> dict[str, Any]:
+        return reviewed(run_id, lambda: None)
+
+    @api.post("/api/runs/{run_id}/review/paragraphs/{paragraph_id}", summary="Edit a paragraph's translation")
+    def post_paragraph(run_id: RunId, who: Who, paragraph_id: Annotated[str, Path(pattern=r"^[\w.-]{1,64}$")],
+                       body: ParagraphText) -> dict[str, Any]:
+        def action() -> dict[str, Any]:
+            _, translation, _, _ = post_of(rt, run_id)
+            return reviewed(run_id, lambda: review.edit_paragraph(rt, translation, paragraph_id, body.translation,
+                                                                  who))
+
+        return act(who, f"edit paragraph {paragraph_id}", run_id, action)
+
+    @api.post("/api/runs/{run_id}/review/fields/{name}", summary="Edit the post's title, summary or tags")
+    def post_field(run_id: RunId, who: Who, name: Annotated[str, Path(pattern=r"^(title|summary|tags)$")],
+                   body: FieldText) -> dict[str, Any]:
+        def action() -> dict[str, Any]:
+            video_id, _, _, _ = post_of(rt, run_id)
+            return reviewed(run_id, lambda: review.edit_field(rt, video_id, name, body.value, who))
+
+        return act(who, f"edit {name}", run_id, action)
+
+    @api.post("/api/runs/{run_id}/approve", summary="Approve the post: draft: false, to the site's targets")
+    def post_approve(run_id: RunId, who: Who) -> dict[str, Any]:
+        def action() -> dict[str, Any]:
+            step = review.approve(app, rt, run_id, who)
+            return {"id": run_id, "approved": True, "republishing_from": step.value}
+
+        return act(who, "approve", run_id, action)
 
     @api.api_route("/api/runs/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                    include_in_schema=False)

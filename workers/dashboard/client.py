@@ -52,3 +52,13 @@ class DashboardClient:
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         return self._call("POST", f"/api/runs/{segment(run_id)}/cancel")
+
+    def reviews(self, limit: int = 100) -> list[dict[str, Any]]:
+        posts: list[dict[str, Any]] = self._call("GET", "/api/reviews", limit=limit)["posts"]
+        return posts
+
+    def review(self, run_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/runs/{segment(run_id)}/review")
+
+    def approve(self, run_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/runs/{segment(run_id)}/approve")

@@ -27,9 +27,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from schemas.pipeline import ACTIVE, PIPELINE, RunStatus, Step
+from workers import review
 from workers.dashboard import audit
 from workers.dashboard.api import MAX_OFFSET, is_run_id
 from workers.dashboard.queries import RunFilter, list_runs, matching_ids, run_detail
+from workers.dashboard.reviews import post_of, review_detail, review_list
 from workers.errors import PermanentError
 from workers.operations import cancel, discard, retry, retry_all_failed
 from workers.runtime import Runtime
@@ -283,6 +285,8 @@ def mount_pages(api: FastAPI, app: Any) -> None:
 
         return action(request, csrf, f"/runs/{quote(run_id, safe='')}", "cancel", run_id, do)
 
+    mount_review_pages(api, app, guard, action, render)
+
     @api.post("/runs/{run_id}/discard", include_in_schema=False)
     def discard_form(request: Request, run_id: str, csrf: Annotated[str, Form()] = "") -> Response:
         def do() -> str:
@@ -290,3 +294,54 @@ def mount_pages(api: FastAPI, app: Any) -> None:
             return f"discarded run {run_id} (its artifacts stay)"
 
         return action(request, csrf, f"/runs/{quote(run_id, safe='')}", "discard", run_id, do, done_to="/")
+
+
+def mount_review_pages(api: FastAPI, app: Any, guard: Guard, action: Callable[..., Response],
+                       render: Callable[..., Response]) -> None:
+    """The editor's pages: the posts to review, and one post with its Chinese beside its English, each
+    paragraph editable, and Approve."""
+    rt: Runtime = app.pressroom
+
+    @api.get("/review", response_class=HTMLResponse, include_in_schema=False)
+    def reviews_page(request: Request) -> Response:
+        return render(request, "reviews.html", {"posts": review_list(rt, 200)})
+
+    @api.get("/review/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+    def review_page(request: Request, run_id: str) -> Response:
+        try:
+            detail = review_detail(rt, run_id) if is_run_id(run_id) else None
+        except PermanentError as exc:
+            return render(request, "missing.html", {"run_id": run_id, "why": str(exc)}, status=404)
+        if detail is None:
+            return render(request, "missing.html", {"run_id": run_id}, status=404)
+        return render(request, "review.html", {"post": detail})
+
+    @api.post("/review/{run_id}/paragraphs/{paragraph_id}", include_in_schema=False)
+    def edit_paragraph_form(request: Request, run_id: str, paragraph_id: str, csrf: Annotated[str, Form()] = "",
+                            translation: Annotated[str, Form()] = "") -> Response:
+        back = f"/review/{quote(run_id, safe='')}#{quote(paragraph_id, safe='')}"
+
+        def do() -> str:
+            _, translation_artifact, _, _ = post_of(rt, run_id)
+            review.edit_paragraph(rt, translation_artifact, paragraph_id, translation, guard.who(request) or "")
+            return f"paragraph {paragraph_id} saved"
+
+        return action(request, csrf, back, f"edit paragraph {paragraph_id[:64]}", run_id, do)
+
+    @api.post("/review/{run_id}/fields/{name}", include_in_schema=False)
+    def edit_field_form(request: Request, run_id: str, name: str, csrf: Annotated[str, Form()] = "",
+                        value: Annotated[str, Form()] = "") -> Response:
+        def do() -> str:
+            video_id, _, _, _ = post_of(rt, run_id)
+            review.edit_field(rt, video_id, name, value, guard.who(request) or "")
+            return f"{name} saved"
+
+        return action(request, csrf, f"/review/{quote(run_id, safe='')}", f"edit {name[:20]}", run_id, do)
+
+    @api.post("/review/{run_id}/approve", include_in_schema=False)
+    def approve_form(request: Request, run_id: str, csrf: Annotated[str, Form()] = "") -> Response:
+        def do() -> str:
+            review.approve(app, rt, run_id, guard.who(request) or "")
+            return "approved: publishing with draft: false"
+
+        return action(request, csrf, f"/review/{quote(run_id, safe='')}", "approve", run_id, do)
