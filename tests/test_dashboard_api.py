@@ -279,7 +279,9 @@ def test_openapi_lists_the_endpoints(api: httpx.Client) -> None:
     assert {p: sorted(ops) for p, ops in paths.items()} == {
         "/api/runs": ["get"], "/api/runs/{run_id}": ["delete", "get"], "/api/runs/retry-failed": ["post"],
         "/api/runs/{run_id}/retry": ["post"], "/api/runs/{run_id}/cancel": ["post"], "/api/queues": ["get"],
-        "/api/audit": ["get"]}
+        "/api/audit": ["get"], "/api/reviews": ["get"], "/api/runs/{run_id}/review": ["get"],
+        "/api/runs/{run_id}/review/paragraphs/{paragraph_id}": ["post"],
+        "/api/runs/{run_id}/review/fields/{name}": ["post"], "/api/runs/{run_id}/approve": ["post"]}
 
 
 def test_dashboard_command_refuses_unsafe_setups(monkeypatch: pytest.MonkeyPatch, redis_url: str,
