@@ -101,6 +101,12 @@ class ChannelConfig(Model):
         default="human", description="use the video's captions instead of transcription: human ones, or auto too"
     )
     backfill: int = Field(default=0, ge=0, description="how many past uploads to process when the channel is added")
+    publish_targets: list[Literal["directory", "git", "webhook"]] | None = Field(
+        default=None,
+        description="where this channel's posts go besides the store: any of directory, git, webhook (each needs "
+        "its PRESSROOM_PUBLISH_… settings); [] = none (only the store and PRESSROOM_OUT_DIR); unset = "
+        "PRESSROOM_PUBLISH_TARGETS",
+    )
 
     @field_validator("id")
     @classmethod

@@ -25,6 +25,8 @@ class RunSpec(Model):
     captions: Literal["off", "human", "auto"] = Field(
         default="human", description="use the video's captions instead of transcription: human ones, or auto too"
     )
+    publish_targets: list[str] | None = Field(
+        default=None, description="the channel's publish targets; None: PRESSROOM_PUBLISH_TARGETS")
 
 
 def _float(value: str | None) -> float | None:

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Sequence
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from schemas.post import FrontMatterDefaults
 from workers.errors import ConfigError, redact
 
 OPENAI_URL = "https://api.openai.com/v1"
+
+PublishTargetName = Literal["directory", "git", "webhook"]
+_BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 
 
 class Settings(BaseSettings):
@@ -83,6 +90,25 @@ class Settings(BaseSettings):
         default=None, description="bearer token for the dashboard's actions; unset = read-only, loopback only"
     )
 
+    # publishing: where finished posts go besides the store (and PRESSROOM_OUT_DIR)
+    publish_targets: Annotated[list[PublishTargetName], NoDecode] = Field(
+        default_factory=list, description="targets every post goes to: directory, git, webhook (a JSON list or "
+        "comma-separated); empty = only the store and PRESSROOM_OUT_DIR; a channel's publish_targets overrides it")
+    publish_dir: Path | None = Field(default=None, description="the directory target: posts are written here")
+    publish_git_url: str | None = Field(default=None, description="the git target: the site repository (any git "
+                                        "URL; credentials in it are never printed)")
+    publish_git_branch: str = Field(default="main", description="the git target's branch for published posts")
+    publish_git_path: str = Field(default="posts", description="the git target's directory inside the repository")
+    publish_git_branch_per_post: bool = Field(
+        default=False, description="drafts go to branch pressroom/<post name> for review; other posts to the branch")
+    publish_git_author: str = Field(default="Pressroom <pressroom@localhost>",
+                                    description="author of the git target's commits: Name <email>")
+    publish_webhook_url: str | None = Field(default=None, description="the webhook target: posts are POSTed here")
+    publish_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key of the webhook's X-Pressroom-Signature header")
+    publish_timeout: float = Field(default=30.0, gt=0, description="seconds each git command or webhook request "
+                                   "may take")
+
     # limits: what each input may be; a refusal names the limit and its setting
     max_input_bytes: int = Field(default=8 * 1024**3, ge=1024, description="largest media file taken (bytes)")
     max_input_duration: float = Field(default=6 * 3600, gt=0, description="longest talk taken (seconds)")
@@ -142,6 +168,99 @@ class Settings(BaseSettings):
             raise ValueError(f"{redact(v)!r} is not an http(s) URL, e.g. http://127.0.0.1:8000/v1")
         return v or None
 
+    # --- publishing ---------------------------------------------------------------------------------
+    @field_validator("publish_targets", mode="before")
+    @classmethod
+    def _publish_targets(cls, v: object) -> object:
+        """A JSON list, or names separated by commas (`git,webhook`); each name once, in order."""
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                try:
+                    v = json.loads(text)
+                except ValueError:
+                    raise ValueError(f"{text!r} is not a JSON list: use [\"git\",\"webhook\"] or git,webhook") from None
+            else:
+                v = [part.strip() for part in text.split(",") if part.strip()]
+        if isinstance(v, list):
+            known = get_args(PublishTargetName)
+            unknown = [name for name in v if name not in known]
+            if unknown:
+                raise ValueError(f"unknown publish target {unknown[0]!r}: use any of {', '.join(known)}")
+            return list(dict.fromkeys(v))
+        return v
+
+    @field_validator("publish_git_url", "publish_git_branch", "publish_git_path", "publish_git_author")
+    @classmethod
+    def _strip(cls, v: str | None) -> str | None:
+        return v.strip() if isinstance(v, str) else v
+
+    @field_validator("publish_git_url")
+    @classmethod
+    def _git_url(cls, v: str | None) -> str | None:
+        if v and (v.startswith("-") or any(c in v for c in "\n\r\0")):
+            raise ValueError(f"{redact(v)!r} is not a git URL, e.g. https://github.com/org/site.git or "
+                             "git@github.com:org/site.git")
+        return v or None
+
+    @field_validator("publish_git_branch")
+    @classmethod
+    def _git_branch(cls, v: str) -> str:
+        if not _BRANCH.fullmatch(v) or ".." in v or v.endswith((".", "/", ".lock")) or "//" in v or "/." in v:
+            raise ValueError(f"{v!r} is not a branch name, e.g. main")
+        return v
+
+    @field_validator("publish_git_path")
+    @classmethod
+    def _git_path(cls, v: str) -> str:
+        parts = [p for p in v.replace("\\", "/").split("/") if p not in ("", ".")]
+        if v.startswith("/") or ".." in parts or any(p.startswith(".git") for p in parts):
+            raise ValueError(f"{v!r} must be a directory relative to the repository's root, e.g. posts or "
+                             "src/posts (empty = the root)")
+        return "/".join(parts)
+
+    @field_validator("publish_git_author")
+    @classmethod
+    def _git_author(cls, v: str) -> str:
+        name, email = parseaddr(v)
+        if not name or "@" not in email or any(c in v for c in "\n\r\0"):
+            raise ValueError(f"{v!r} is not Name <email>, e.g. Pressroom <pressroom@example.org>")
+        return v
+
+    @field_validator("publish_webhook_url")
+    @classmethod
+    def _webhook_url(cls, v: str | None) -> str | None:
+        if v and (urlparse(v).scheme not in {"http", "https"} or not urlparse(v).hostname):
+            raise ValueError(f"{redact(v)!r} is not an http(s) URL, e.g. https://site.example/hooks/pressroom")
+        return v or None
+
+    @model_validator(mode="after")
+    def _publish_settings_present(self) -> Settings:
+        """Each listed target has what it needs; a missing one is named now, not at the first post."""
+        missing = self.publish_target_problems(self.publish_targets)
+        if missing:
+            raise ValueError("; ".join(missing))
+        return self
+
+    def publish_target_problems(self, names: Sequence[str]) -> list[str]:
+        """What the named publish targets lack, one line each (empty when all are configured)."""
+        problems = []
+        for name in names:
+            if name == "directory" and self.publish_dir is None:
+                problems.append("PRESSROOM_PUBLISH_DIR is not set but the directory publish target is on: set it "
+                                "to the directory posts go to")
+            elif name == "git" and not self.publish_git_url:
+                problems.append("PRESSROOM_PUBLISH_GIT_URL is not set but the git publish target is on: set it to "
+                                "the site repository's URL")
+            elif name == "webhook" and not self.publish_webhook_url:
+                problems.append("PRESSROOM_PUBLISH_WEBHOOK_URL is not set but the webhook publish target is on: set "
+                                "it to the receiver's http(s) URL")
+            elif name == "webhook" and not (self.publish_webhook_secret
+                                            and self.publish_webhook_secret.get_secret_value()):
+                problems.append("PRESSROOM_PUBLISH_WEBHOOK_SECRET is not set but the webhook publish target is on: "
+                                "set it to the key the receiver checks signatures with")
+        return problems
+
     # --- derived -----------------------------------------------------------------------------------
     @property
     def embedded(self) -> bool:
@@ -191,7 +310,8 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             loc = "__".join(str(p) for p in err["loc"]).upper()
             name = loc if loc.startswith("OPENAI_") else f"PRESSROOM_{loc}"
-            problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {message}" if loc else message)  # a check across settings names its own
         raise ConfigError("bad setting — " + "; ".join(problems)) from None
 
 

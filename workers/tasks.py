@@ -5,6 +5,7 @@ Idempotency, reuse, run state, retries and emission are the runner's (workers/ru
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from workers import keys, review
 from workers.delivery import InEvent, Outcome, StepSpec
 from workers.errors import NotAvailableYet, PermanentError, SkipRun
 from workers.fanouts import TRANSCRIBE, TRANSCRIBE_VERSION, TRANSLATE
+from workers.publishing import PostFile, targets_for
 from workers.retry import POLICIES
 from workers.runner import run_part, run_step
 from workers.runtime import Runtime
@@ -76,11 +78,15 @@ def _publish(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> Outcome
     front = edited.front_matter
     text = publish_step.render_post(publish_step.build_post(front, edited.translation)).encode()
     name = _own_post_name(rt, publish_step.post_filename(front, event.video_id, dl.metadata.title), event.video_id)
-    rt.store.put_bytes(prefix + "post.md", text, content_type="text/markdown")
     rt.store.put_bytes(keys.post_key(name), text, content_type="text/markdown")
     for out_dir in {d for d in (event.run.out_dir, rt.settings.out_dir) if d}:
         write_atomic(Path(out_dir) / name, text)
-    return Outcome({"post": keys.post_key(name)})
+    post = PostFile(name=name, text=text.decode(), front_matter=front.model_dump(mode="json"),
+                    video_id=event.video_id, run_id=event.run_id, title=front.title)
+    published = {t.name: t.publish(post) for t in targets_for(rt.settings, event.run.publish_targets)}
+    rt.store.put_bytes(prefix + "published.json", json.dumps(published).encode(), content_type="application/json")
+    rt.store.put_bytes(prefix + "post.md", text, content_type="text/markdown")  # the step's last output
+    return Outcome({"published": prefix + "published.json", "post": keys.post_key(name)})
 
 
 def _own_post_name(rt: Runtime, wanted: str, video_id: str) -> str:
@@ -133,7 +139,8 @@ SPECS: dict[Step, StepSpec] = {
                              _fp("transcript", "download", settings=("llm_model",), run=("glossary_key",),
                                  version=translate_step.PROMPT_VERSION), fanout=TRANSLATE),
     Step.tag: StepSpec(Step.tag, {"front_matter": "front_matter.json"}, _tag_fp, _tag),
-    Step.publish: StepSpec(Step.publish, {"post": "post.md"}, _publish_fp, _publish, reusable=False),
+    Step.publish: StepSpec(Step.publish, {"published": "published.json", "post": "post.md"}, _publish_fp, _publish,
+                           reusable=False),
 }
 
 

@@ -30,8 +30,8 @@ def post_of(rt: Runtime, run_id: str) -> tuple[str, Translation, FrontMatter, di
     if run is None or run.video_id is None:
         raise PermanentError(f"no run {run_id!r}: check the run id (`pressroom review list`)")
     artifacts = _artifacts(rt, run_id)
-    if run.status is not RunStatus.succeeded or "translation" not in artifacts:
-        raise PermanentError(f"run {run_id} is {run.status}: only a finished post can be reviewed")
+    if "translation" not in artifacts:
+        raise PermanentError(f"run {run_id} has no post yet (it is {run.status}): review it once it has finished")
     return (run.video_id, get_model(rt.store, artifacts["translation"], Translation),
             get_model(rt.store, artifacts["front_matter"], FrontMatter), artifacts)
 
@@ -49,8 +49,10 @@ def review_detail(rt: Runtime, run_id: str) -> dict[str, Any]:
             "stale": p.id in applied.stale, "problem": problems.get(p.id),
         } for p, original in zip(section.paragraphs, source.paragraphs, strict=True)],
     } for section, source in zip(applied.translation.sections, translation.sections, strict=True)]
+    run = rt.state.view(run_id)
     return {
         "run_id": run_id, "video_id": video_id, "post": artifacts.get("post"),
+        "run_status": run.status.value if run else None,
         "front_matter": applied.front_matter.model_dump(mode="json"),
         "edited_fields": {name: edit.by for name, edit in doc.fields.items()},
         "approved": doc.approved, "approved_by": doc.approved_by, "approved_at": doc.approved_at,

@@ -7,6 +7,7 @@ Layout (every key but `id` and `name` may be left out; the values shown are the 
         name: NASA
         enabled: true
         captions: human                 # off | human | auto
+        publish_targets: [git]          # optional; default: PRESSROOM_PUBLISH_TARGETS
         backfill: 0                     # past uploads to process when the channel is added
         glossary: glossaries/nasa.yaml  # optional
         defaults:                       # front matter the model does not decide (example values)

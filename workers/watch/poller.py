@@ -127,7 +127,7 @@ class Watcher:
             spec = submit(
                 self.app, self.rt, VideoSource(kind="youtube", uri=watch_url(entry.video_id)), entry.video_id,
                 defaults=channel.defaults, glossary=Path(channel.glossary) if channel.glossary else None,
-                captions=channel.captions, channel_id=channel.id,
+                captions=channel.captions, channel_id=channel.id, publish_targets=channel.publish_targets,
                 min_duration=channel.filters.min_duration, max_duration=channel.filters.max_duration,
             )
         finally:
