@@ -7,6 +7,7 @@ from __future__ import annotations
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import redis
 import yaml
 
 from schemas.artifacts import VideoMetadata
+from schemas.glossary import Glossary, GlossaryTerm
 from tests.conftest import make_audio
 from tests.harness import PRESSROOM, pressroom_env
 from tests.test_watch import CHANNEL, FIXTURE, NAME, Feeds, with_new_upload
@@ -82,11 +84,9 @@ def test_a_yaml_alias_bomb_is_refused_at_once() -> None:
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
         for p, c in zip("abcdefgh", "bcdefghi", strict=True))
-    assert len(bomb) < 600
-    started = time.monotonic()
+    assert len(bomb) < 600  # 9**9 nodes once expanded; the loader stops at the first alias instead
     with pytest.raises(PermanentError, match=r"aliases \(\*name\) are not allowed"):
         parse_glossary(bomb, "bomb.yaml")
-    assert time.monotonic() - started < 5  # refused, not expanded
 
 
 def test_glossary_size_and_term_limits_name_their_settings(tmp_path: Path) -> None:
@@ -101,12 +101,23 @@ def test_glossary_size_and_term_limits_name_their_settings(tmp_path: Path) -> No
         load_glossary(tmp_path)
 
 
-def test_the_transcription_prompt_is_built_in_linear_time() -> None:
-    glossary = parse_glossary(yaml.safe_dump({"terms": [{"term": f"Term{i:06d}"} for i in range(100_000)]}),
-                              limits=GlossaryLimits(max_bytes=10**8, max_terms=10**6))
-    started = time.monotonic()
-    prompt = transcription_prompt(glossary, VideoMetadata(video_id="x", title="talk"))
-    assert time.monotonic() - started < 2 and prompt and len(prompt) <= 801
+class _Counted(list[GlossaryTerm]):
+    """A glossary's terms that count how many were read."""
+
+    read = 0
+
+    def __iter__(self) -> Iterator[GlossaryTerm]:
+        for term in super().__iter__():
+            _Counted.read += 1
+            yield term
+
+
+def test_the_transcription_prompt_reads_no_more_terms_than_fit() -> None:
+    """The prompt builder stops once whisper's prompt is full, however long the glossary (it was quadratic)."""
+    terms = _Counted(GlossaryTerm(term=f"Term{i:06d}") for i in range(100_000))
+    prompt = transcription_prompt(Glossary.model_construct(terms=terms), VideoMetadata(video_id="x", title="talk"))
+    assert prompt and prompt.startswith("Term000000, Term000001") and len(prompt) <= 801
+    assert _Counted.read < 100  # ~72 terms of 10 characters fill 800
 
 
 # --- media ----------------------------------------------------------------------------------------------
@@ -132,11 +143,9 @@ def test_media_over_the_limits_is_refused_before_it_is_read(tmp_path: Path) -> N
         prepare_local(long, tmp_path / "work", video_id="v", limits=InputLimits(max_duration=10))
     env = pressroom_env(PRESSROOM_DATA_DIR=str(tmp_path / "data"), PRESSROOM_LLM_BASE_URL="http://127.0.0.1:9/v1",
                         PRESSROOM_TRANSCRIPTION_BASE_URL="http://127.0.0.1:9/v1", PRESSROOM_MAX_INPUT_BYTES="1024")
-    started = time.monotonic()
     env["PRESSROOM_BROKER_URL"] = "redis://127.0.0.1:6379/13"
     _one_line(_pressroom(env, "submit", str(sparse)), "huge.wav is 32.21 GB", "PRESSROOM_MAX_INPUT_BYTES")
-    assert time.monotonic() - started < 20  # never hashed, never copied
-    assert not any((tmp_path / "data").rglob("*.tmp"))
+    assert not any((tmp_path / "data").rglob("*.tmp")) and not any((tmp_path / "data").rglob("huge.wav"))
 
 
 # --- WebSub -----------------------------------------------------------------------------------------------
