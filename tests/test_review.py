@@ -55,10 +55,15 @@ def test_review_edit_and_approve_through_a_real_run(tmp_path: Path, simulator: s
                                    llm_base_url=simulator))
     rt = app.pressroom
     source, video_id = resolve_source(str(make_audio(tmp_path / "talk.wav", 30)), rt)
+    glossary = tmp_path / "names.yaml"
+    glossary.write_text("terms: [{term: Quora, zh: 知乎问答}]\n")
     with embedded_worker(app, 2):
-        run_id = submit(app, rt, source, video_id).run_id
+        run_id = submit(app, rt, source, video_id, glossary=glossary).run_id
         assert follow_run(rt.state, run_id, timeout=120, out=io.StringIO()).status == "succeeded"
         detail = review_detail(rt, run_id)
+        paragraphs = [p for s in detail["sections"] for p in s["paragraphs"]]
+        assert {tuple(p["terms"]) for p in paragraphs if "Quora" in p["english"]} == {("Quora → 知乎问答",)}
+        assert all(p["terms"] == [] for p in paragraphs if "Quora" not in p["english"])
         assert detail["front_matter"]["draft"] is True and not detail["approved"]
         first = detail["sections"][0]["paragraphs"][0]
         assert first["english"] and first["chinese"].startswith("【模拟】") and first["edited_by"] is None

@@ -8,10 +8,12 @@ from typing import Any
 
 from schemas.artifacts import Translation
 from schemas.events import StepSucceeded
+from schemas.glossary import Glossary
 from schemas.pipeline import RunStatus
 from schemas.post import FrontMatter
 from workers import keys, review
 from workers.errors import PermanentError
+from workers.glossary import relevant_terms
 from workers.runtime import Runtime
 from workers.steps.publish import UNTRANSLATED_MARKER
 from workers.storage import get_model
@@ -39,6 +41,8 @@ def post_of(rt: Runtime, run_id: str) -> tuple[str, Translation, FrontMatter, di
 def review_detail(rt: Runtime, run_id: str) -> dict[str, Any]:
     video_id, translation, front, artifacts = post_of(rt, run_id)
     doc = review.load(rt, video_id)
+    run = rt.state.view(run_id)
+    glossary = rt.glossary(run.spec) if run and run.spec else Glossary()
     applied = review.apply(doc, translation, front)
     problems = {p.id: p.reason for p in translation.problems}
     sections = [{
@@ -47,9 +51,9 @@ def review_detail(rt: Runtime, run_id: str) -> dict[str, Any]:
             "id": p.id, "english": p.source, "chinese": p.translation or UNTRANSLATED_MARKER,
             "machine": original.translation, "edited_by": doc.paragraphs[p.id].by if p.id in doc.paragraphs else None,
             "stale": p.id in applied.stale, "problem": problems.get(p.id),
+            "terms": [t.term + (f" → {t.zh}" if t.zh else "") for t in relevant_terms(p.source, glossary)],
         } for p, original in zip(section.paragraphs, source.paragraphs, strict=True)],
     } for section, source in zip(applied.translation.sections, translation.sections, strict=True)]
-    run = rt.state.view(run_id)
     return {
         "run_id": run_id, "video_id": video_id, "post": artifacts.get("post"),
         "run_status": run.status.value if run else None,
