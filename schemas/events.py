@@ -25,6 +25,8 @@ class _EventBase(Model):
     )
     at: datetime = Field(default_factory=_now)
     generation: int = Field(default=0, ge=0, description="bumped when an operator re-runs the run from a step")
+    duration: float | None = Field(default=None, ge=0, description="the source's length in seconds once it is "
+                                   "downloaded: the run's later messages are ordered by it (workers/fairness.py)")
 
     @property
     def run_id(self) -> str:

@@ -218,7 +218,7 @@ def test_a_retry_queues_the_failed_step_again(app: Any, api: httpx.Client, tmp_p
                                                              False))
     task = app.tasks[keys.task_name(Step.download)]
     requested = rt.state.events(run_id)[0].model_dump(mode="json")
-    assert task.apply(args=[requested]).result == "failed"
+    assert task.apply(args=[requested]).state == "FAILURE"
     assert api.get(f"/api/runs/{run_id}").json()["status"] == "failed"
     before = {q["queue"]: q for q in fresh_queues(api)["queues"]}[keys.QUEUES[Step.download]]
     assert before["depth"] == 0 and before["oldest_age"] is None
@@ -281,7 +281,8 @@ def test_openapi_lists_the_endpoints(api: httpx.Client) -> None:
         "/api/runs/{run_id}/retry": ["post"], "/api/runs/{run_id}/cancel": ["post"], "/api/queues": ["get"],
         "/api/audit": ["get"], "/api/reviews": ["get"], "/api/runs/{run_id}/review": ["get"],
         "/api/runs/{run_id}/review/paragraphs/{paragraph_id}": ["post"],
-        "/api/runs/{run_id}/review/fields/{name}": ["post"], "/api/runs/{run_id}/approve": ["post"]}
+        "/api/runs/{run_id}/review/fields/{name}": ["post"], "/api/runs/{run_id}/approve": ["post"],
+        "/metrics": ["get"]}
 
 
 def test_dashboard_command_refuses_unsafe_setups(monkeypatch: pytest.MonkeyPatch, redis_url: str,

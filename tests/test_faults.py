@@ -105,7 +105,7 @@ def test_a_fault_that_never_ends_fails_the_run_visibly(app: Any, tmp_path: Path,
                                                             time_limit=0))
     monkeypatch.setattr(app.pressroom.store, "exists", _failing(99, InfrastructureFault("object store down"),
                                                                 app.pressroom.store.exists))
-    assert _apply(app, Step.download, event).result == "failed"
+    assert _apply(app, Step.download, event).state == "FAILURE"
     run = app.pressroom.state.run(event.run_id)
     assert run["status"] == "failed" and run["error"] == "download failed: object store down (gave up after 4 tries)"
 

@@ -91,7 +91,7 @@ def test_transient_error_retries_then_fails_with_last_error(app: Any, tmp_path: 
     monkeypatch.setattr(state, "step_retrying", lambda run_id, step, attempt, error, delay: (
         seen.append((attempt, delay)), original(run_id, step, attempt, error, delay)))
     _break_step(monkeypatch, Step.download, TransientError("server busy (503)", retry_after=7))
-    assert _apply(app, Step.download, event).result == "failed"
+    assert _apply(app, Step.download, event).state == "FAILURE"
     policy = POLICIES[Step.download]
     assert [a for a, _ in seen] == list(range(1, policy.max_retries + 1))
     assert all(7 <= d <= max(7, policy.backoff_max) for _, d in seen)  # honours Retry-After, capped
@@ -115,7 +115,7 @@ def test_permanent_error_fails_the_run_at_once(app: Any, tmp_path: Path, monkeyp
                                                clean_redis: redis.Redis) -> None:
     event = _requested(app, tmp_path)
     _break_step(monkeypatch, Step.download, PermanentError("private video: cannot download it"))
-    assert _apply(app, Step.download, event).result == "failed"
+    assert _apply(app, Step.download, event).state == "FAILURE"
     run = app.pressroom.state.run(event.run_id)
     assert run["status"] == "failed" and run["error"] == "download failed: private video: cannot download it"
     assert event_trail(app.pressroom.state, event.run_id) == ["run.requested:", "step.failed:download"]
@@ -126,15 +126,16 @@ def test_a_bug_fails_the_run_with_its_traceback(app: Any, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     event = _requested(app, tmp_path)
     _break_step(monkeypatch, Step.download, ZeroDivisionError("division by zero"))
-    assert _apply(app, Step.download, event).result == "failed"
+    assert _apply(app, Step.download, event).state == "FAILURE"
     run = app.pressroom.state.run(event.run_id)
     assert "unexpected ZeroDivisionError" in run["error"] and "Traceback" in run["download.traceback"]
 
 
 def test_a_malformed_message_is_dropped_not_fatal(app: Any) -> None:
     task = app.tasks[keys.task_name(Step.transcribe)]
-    assert task.apply(args=[{"kind": "step.succeeded", "junk": 1}]).result == "malformed"
-    assert task.apply(args=[{}]).result == "malformed"
+    for payload in ({"kind": "step.succeeded", "junk": 1}, {}):
+        result = task.apply(args=[payload])  # acked, and shown as a failure (Celery's FAILURE), never raised on
+        assert result.state == "FAILURE" and "malformed transcribe message dropped" in str(result.result)
 
 
 def test_a_video_outside_its_channels_limits_is_skipped_not_failed(app: Any, tmp_path: Path,

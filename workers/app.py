@@ -63,9 +63,15 @@ def create_app(settings: Settings) -> Any:
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
-        task_send_sent_event=False,
+        task_send_sent_event=True,  # Flower and `celery events` show each task's queue
     )
+    if not settings.embedded:  # a list per priority level: a short video's work passes a long talk's
+        app.conf.broker_transport_options = {**app.conf.broker_transport_options,
+                                             "priority_steps": keys.PRIORITY_STEPS}
     app.pressroom = Runtime(settings)
+    from workers.metrics import signals
+
+    signals.connect()
     from workers.keepalive import KeepDeliveriesAlive
 
     app.steps["consumer"].add(KeepDeliveriesAlive)

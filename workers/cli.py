@@ -376,9 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8090)
     p.set_defaults(func=_dashboard)
 
+    from workers.metrics.exporter import add_metrics_command
     from workers.review_commands import add_review_commands
     from workers.watch.commands import add_watch_commands
 
+    add_metrics_command(sub)
     add_review_commands(sub)
     add_watch_commands(sub)
     width = max(len(name) for name in sub.choices) + 2

@@ -21,8 +21,9 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from schemas.events import RunRequested, RunSkipped, Step, StepFailed, StepSucceeded
 from schemas.pipeline import LAST_STEP, RunStatus, StepStatus
 from workers import keys
-from workers.errors import PressroomError, SkipRun, TransientError
+from workers.errors import PressroomError, SkipRun, Throttled, TransientError
 from workers.events import emit
+from workers.fairness import priority
 from workers.faults import is_infra_fault
 from workers.operations import write_manifest
 from workers.retry import INFRA_POLICY, POLICIES, RetryPolicy
@@ -87,6 +88,8 @@ class Delivery:
     event: InEvent
     digest: str
     faults: int = 0  # times this delivery was retried because Redis, the broker or the store was down
+    waits: int = 0  # times it was handed back to the queue to wait for a provider's shared limits
+    failure: StepFailed | None = None  # set once the run's failure at this step is recorded
 
     @property
     def rt(self) -> Runtime:
@@ -103,7 +106,13 @@ class Delivery:
     @property
     def attempt(self) -> int:
         """Which try of the step's own retry policy this is (infrastructure faults do not count)."""
-        return int(self.task.request.retries or 0) - self.faults + 1
+        return int(self.task.request.retries or 0) - self.faults - self.waits + 1
+
+    @property
+    def tries(self) -> int:
+        """Which delivery of this message this is meant to be (every retry, wait and fault counts): more
+        deliveries than this mean its worker died under it."""
+        return int(self.task.request.retries or 0) + 1
 
     @property
     def prefix(self) -> str:
@@ -161,7 +170,21 @@ class Delivery:
         with contextlib.suppress(Exception):  # best effort: Redis may be what is down
             self.rt.state.step_retrying(self.event.run_id, self.step, self.attempt, exc, delay)
         kwargs = {**(self.task.request.kwargs or {}), "faults": faults}
-        raise self.task.retry(kwargs=kwargs, countdown=delay, max_retries=None, exc=exc)
+        raise self.retry(kwargs=kwargs, countdown=delay, exc=exc)
+
+    def retry(self, **options: Any) -> Retry:
+        """Celery's retry of this delivery, at the run's priority, with no cap of Celery's own (the step's
+        policy and INFRA_POLICY decide when to stop)."""
+        return self.task.retry(max_retries=None, priority=priority(self.event), **options)
+
+    def wait(self, exc: Throttled) -> Retry:
+        """Hand the delivery back to the queue until the provider's limits let it through: its worker slot
+        goes to other work meanwhile, and the wait uses none of the step's retries."""
+        delay = max(0.05, exc.retry_after or 0.0)
+        with contextlib.suppress(Exception):
+            self.rt.state.step_retrying(self.event.run_id, self.step, self.attempt, exc, delay)
+        kwargs = {**(self.task.request.kwargs or {}), "waits": self.waits + 1}
+        return self.retry(kwargs=kwargs, countdown=delay, exc=exc)
 
     def guarded(self, fn: Callable[[Path], T]) -> T:
         """Run fn in a scratch directory; transient errors retry per the policy, others fail the run."""
@@ -174,6 +197,8 @@ class Delivery:
         except Exception as exc:
             if is_infra_fault(exc):
                 raise  # the delivery waits for the service (protected), without using the step's retries
+            if isinstance(exc, Throttled):
+                raise self.wait(exc) from exc
             if isinstance(exc, TransientError):
                 if self.attempt <= policy.max_retries:
                     delay = policy.delay(self.attempt, exc.retry_after)
@@ -181,7 +206,7 @@ class Delivery:
                     self.rt.state.count(self.step, "retried")
                     log.warning("%s of run %s: %s; retry %d in %.0fs", self.step, event.run_id, exc, self.attempt,
                                 delay)
-                    raise self.task.retry(countdown=delay, exc=exc, max_retries=None) from exc
+                    raise self.retry(countdown=delay, exc=exc) from exc
                 raise _Stop(self.fail(type(exc).__name__, f"{exc} (gave up after {self.attempt} attempts)")) from exc
             if isinstance(exc, SoftTimeLimitExceeded):
                 raise _Stop(self.fail("TimeLimitExceeded", f"took longer than {policy.soft_time_limit}s; raise "
@@ -198,6 +223,7 @@ class Delivery:
                             attempt=max(1, self.attempt), error_type=error_type, message=" ".join(message.split()),
                             generation=self.event.generation)
         log.error("%s of run %s failed: %s", self.step, self.event.run_id, failed.message)
+        self.failure = failed
         emit(self.task.app, self.rt.state, failed)
         self.rt.state.step_failed(failed, trace)
         self.rt.state.count(self.step, "failed")
@@ -219,10 +245,11 @@ class Delivery:
         if not claimed and not state.claim_emit(self.emit_key, EMIT_LEASE):
             if state.emit_status(self.emit_key) == "sent":
                 return "duplicate"
-            raise self.task.retry(countdown=EMIT_LEASE, max_retries=None)  # another delivery is mid-send
+            raise self.retry(countdown=EMIT_LEASE)  # another delivery is mid-send
+        duration = self.event.duration or outcome.usage.get("audio_seconds") or None
         done = StepSucceeded(run=self.event.run, artifacts={**self.event.artifacts, **outcome.artifacts},
                              step=self.step, attempt=max(1, self.attempt), reused=reused,
-                             generation=self.event.generation)
+                             generation=self.event.generation, duration=duration)
         emit(self.task.app, state, done)  # the event is logged before the run can read as finished
         state.mark_emitted(self.emit_key)  # from here a redelivery only completes the bookkeeping below
         self.record_success(outcome.usage, reused)

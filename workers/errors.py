@@ -26,6 +26,20 @@ class InfrastructureFault(TransientError):
     or failing: the delivery is retried until they are back, without using up the step's retries."""
 
 
+class Throttled(TransientError):
+    """A provider endpoint's shared limits (or its 429) say wait longer than a task should hold its worker
+    slot: the delivery goes back to the queue with a countdown, without using one of the step's retries."""
+
+    def __init__(self, message: str, *, retry_after: float = 0.0, limit: str = "") -> None:  # defaults: pickling
+        super().__init__(message, retry_after=retry_after)
+        self.limit = limit
+
+
+class TaskFailed(Exception):
+    """Ends a step's Celery task in FAILURE once the run's failure is recorded (its message is acked as
+    usual), so Celery, Flower and `celery events` say what the run state says."""
+
+
 class PermanentError(PressroomError):
     """Retrying will not help: bad input, a refused request, a missing file, a wrong key."""
 

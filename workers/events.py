@@ -10,6 +10,7 @@ from pydantic import TypeAdapter
 from schemas.events import AnyEvent, Event
 from schemas.pipeline import PIPELINE, Step
 from workers import keys
+from workers.fairness import priority
 from workers.state import RunState
 
 EVENT: TypeAdapter[AnyEvent] = TypeAdapter(Event)
@@ -35,5 +36,6 @@ def send(app: Any, event: AnyEvent) -> Step | None:
     """Send the task an event triggers, without logging the event (a re-run sends an old one again)."""
     step = next_step(event)
     if step is not None:
-        app.send_task(keys.task_name(step), args=[event.model_dump(mode="json")], queue=keys.QUEUES[step])
+        app.send_task(keys.task_name(step), args=[event.model_dump(mode="json")], queue=keys.QUEUES[step],
+                      priority=priority(event))
     return step

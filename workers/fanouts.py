@@ -46,7 +46,8 @@ def _transcribe_plan(rt: Runtime, event: InEvent, prefix: str, workdir: Path) ->
     check_duration(event, dl.metadata.duration)  # before any paid work
     if event.run.captions != "off" and pick_captions(dl.captions, allow_auto=event.run.captions == "auto"):
         return []
-    limit = chunking.max_chunk_seconds(chunking.CHUNK_BITRATE_BPS, model=rt.settings.transcription_model)
+    limit = chunking.max_chunk_seconds(chunking.CHUNK_BITRATE_BPS, model=rt.settings.transcription_model,
+                                       cap_seconds=rt.settings.transcription_chunk_seconds)
     duration = dl.metadata.duration
     if 0 < duration <= limit and dl.audio_bytes < chunking.SIZE_MARGIN * MAX_UPLOAD_BYTES:
         return [{"start": 0.0, "end": duration, "whole": True}]

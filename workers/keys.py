@@ -19,6 +19,19 @@ def part_task_name(step: Step) -> str:
     return f"{PREFIX}.{step.value}.part"
 
 
+# kombu keeps a queue's messages of priority p (0 first … 9 last) in the list queue + SEP + p (p = 0: the queue
+# itself); Pressroom sends a long talk's work at a later priority than a short video's (workers/fairness.py)
+PRIORITY_STEPS = list(range(10))
+PRIORITY_SEP = "\x06\x16"  # kombu's default separator
+
+
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists that hold a queue's waiting messages, first served first."""
+    return [queue if p == 0 else f"{queue}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS]
+
+
+UNACKED_KEY = "unacked"  # kombu's hash of delivered, unacked messages (delivery tag -> [message, exchange, key])
+
 WATCH_QUEUE = f"{PREFIX}.watch"  # polling channels, WebSub renewals, the reconciler
 POLL_TASK = f"{PREFIX}.watch.poll"
 RECONCILE_TASK = f"{PREFIX}.reconcile"
@@ -60,6 +73,17 @@ def join_key(run_id: str, step: Step, input_hash: str) -> str:
 def step_stats_key(step: Step, minute: int) -> str:
     """Hash: how many deliveries of a step succeeded / failed / retried in one minute (expires in 2 h)."""
     return f"{PREFIX}:stats:{step.value}:{minute}"
+
+
+def metrics_key() -> str:
+    """Hash: Pressroom's Prometheus counters and histogram buckets, one field per series (workers/metrics)."""
+    return f"{PREFIX}:metrics"
+
+
+def limiter_key(endpoint: str, what: str) -> str:
+    """A provider endpoint's shared limits: "requests" (sorted set of grants with their tokens), "held"
+    (sorted set of requests in flight, scored by when their lease lapses) and "pause" (a 429's Retry-After)."""
+    return f"{PREFIX}:limit:{endpoint}:{what}"
 
 
 def submit_lock_key(video_id: str) -> str:

@@ -22,10 +22,10 @@ from schemas.events import RunRequested, RunRetried
 from schemas.pipeline import ACTIVE, PIPELINE, Step
 from workers import keys
 from workers.events import send
+from workers.metrics.families import RUNS_REDRIVEN
 from workers.runtime import Runtime
 
 log = logging.getLogger("pressroom.reconcile")
-_PRIORITY_SEP = "\x06\x16"  # kombu's separator of a queue's priority lists (queue, queue␆␖3, …)
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,11 @@ def _broker(app: Any) -> Any | None:
 
 def _messages(client: Any) -> Iterator[dict[str, Any]]:
     """Every step message in the broker: waiting in a queue, or delivered and not yet acked."""
-    from kombu.transport.redis import Channel
-
     for queue in keys.QUEUES.values():
-        for name in (queue, *(f"{queue}{_PRIORITY_SEP}{p}" for p in (3, 6, 9))):
+        for name in keys.queue_lists(queue):
             for raw in client.lrange(name, 0, -1):
                 yield json.loads(raw)
-    for raw in client.hvals(Channel.unacked_key):
+    for raw in client.hvals(keys.UNACKED_KEY):
         yield json.loads(raw)[0]
 
 
@@ -118,6 +116,7 @@ def redrive(app: Any, rt: Runtime, stall: Stall) -> bool:
     rt.state.append_event(RunRetried(run=trigger.run, artifacts=trigger.artifacts, step=stall.step,
                                      generation=run.generation, by="reconciler", reason=stall.reason))
     send(app, event)
+    rt.metrics.inc(RUNS_REDRIVEN, {})
     audit.record(rt, who="reconciler", what=f"re-drive from {stall.step}", run_id=stall.run_id, outcome="ok")
     log.warning("run %s re-driven from %s: %s", stall.run_id, stall.step, stall.reason)
     return True

@@ -18,32 +18,42 @@ from schemas.events import RunRequested, StepSucceeded
 from schemas.pipeline import RunStatus
 from workers import delivery, keys
 from workers.delivery import Delivery, FanOut, Outcome, StepSpec, input_hash
+from workers.errors import TaskFailed
 from workers.events import EVENT
+from workers.fairness import priority
 from workers.runtime import Runtime
 
 log = logging.getLogger("pressroom")
 
 
-def _delivery(task: Any, spec: StepSpec, payload: dict[str, Any], faults: int) -> Delivery | None:
+def _delivery(task: Any, spec: StepSpec, payload: dict[str, Any], faults: int, waits: int) -> Delivery:
+    """The delivery a message asks for; a malformed one is dropped (acked, its task FAILURE): it must not kill
+    the worker, nor come back."""
     try:
         event = EVENT.validate_python(payload)
-    except ValidationError as exc:  # a malformed message must not kill the worker or loop
+    except ValidationError as exc:
         log.error("dropping malformed %s message: %s", spec.step, str(exc).splitlines()[0])
-        return None
+        raise TaskFailed(f"malformed {spec.step} message dropped: {str(exc).splitlines()[0]}") from None
     if not isinstance(event, RunRequested | StepSucceeded):
         log.error("dropping %s message carrying a %s event for run %s", spec.step, event.kind, event.run_id)
-        return None
+        raise TaskFailed(f"{spec.step} message carrying a {event.kind} event for run {event.run_id} dropped")
     rt: Runtime = task.app.pressroom
-    return Delivery(task, spec, event, input_hash(spec.fingerprint(event, rt.settings)), faults)
+    return Delivery(task, spec, event, input_hash(spec.fingerprint(event, rt.settings)), faults, waits)
 
 
-def run_step(task: Any, spec: StepSpec, payload: dict[str, Any], faults: int = 0) -> str:
-    """Execute one delivery of a step's task. Never raises except Celery's Retry (and, when even a retry
-    cannot be sent, the broker's error: the message then stays unacked and comes back)."""
-    d = _delivery(task, spec, payload, faults)
-    if d is None:
-        return "malformed"
-    return d.protected(lambda: _step_body(d))
+def _result(d: Delivery, result: str) -> str:
+    if d.failure is not None:
+        f = d.failure
+        raise TaskFailed(f"{f.step} of run {f.run_id} failed ({f.error_type}): {f.message}")
+    return result
+
+
+def run_step(task: Any, spec: StepSpec, payload: dict[str, Any], faults: int = 0, waits: int = 0) -> str:
+    """Execute one delivery of a step's task and say how it ended. A failed step raises TaskFailed once its
+    failure is recorded; otherwise only Celery's Retry comes out (and, when even a retry cannot be sent,
+    the broker's error: the message then stays unacked and comes back)."""
+    d = _delivery(task, spec, payload, faults, waits)
+    return _result(d, d.protected(lambda: _step_body(d)))
 
 
 def _step_body(d: Delivery) -> str:
@@ -52,10 +62,10 @@ def _step_body(d: Delivery) -> str:
     if ended := d.ended():
         return ended
     rt, event, spec = d.rt, d.event, d.spec
-    deliveries = rt.state.step_started(event.run_id, d.step, d.attempt + d.faults,
+    deliveries = rt.state.step_started(event.run_id, d.step, d.tries,
                                        str(d.task.request.hostname or "local"), os.getpid())
-    if deliveries - d.attempt - d.faults >= d.policy.max_deliveries:
-        return d.fail("WorkerLost", f"its worker died {deliveries - d.attempt - d.faults} times during this step "
+    if deliveries - d.tries >= d.policy.max_deliveries:
+        return d.fail("WorkerLost", f"its worker died {deliveries - d.tries} times during this step "
                       "(out of memory or killed?); retry it once the cause is fixed")
     if spec.reusable and rt.store.exists(d.prefix + list(spec.outputs.values())[-1]):
         artifacts = {name: d.prefix + filename for name, filename in spec.outputs.items()}
@@ -82,17 +92,18 @@ def _fan_out(d: Delivery, fanout: FanOut) -> str:
     rt.state.parts_opened(event.run_id, d.step, len(plan))
     payload = event.model_dump(mode="json")
     for index in range(len(plan)):
-        d.task.app.send_task(keys.part_task_name(d.step), args=[payload, index], queue=keys.QUEUES[d.step])
+        d.task.app.send_task(keys.part_task_name(d.step), args=[payload, index], queue=keys.QUEUES[d.step],
+                             priority=priority(event))
     return "fanned-out"
 
 
-def run_part(task: Any, spec: StepSpec, payload: dict[str, Any], index: int, faults: int = 0) -> str:
+def run_part(task: Any, spec: StepSpec, payload: dict[str, Any], index: int, faults: int = 0,
+             waits: int = 0) -> str:
     """One part of a fanned-out step; the part that completes the set joins them and emits."""
-    d = _delivery(task, spec, payload, faults)
-    if d is None or spec.fanout is None:
-        return "malformed"
+    d = _delivery(task, spec, payload, faults, waits)
     fanout = spec.fanout
-    return d.protected(lambda: _part_body(d, fanout, index))
+    assert fanout is not None, "only a fanned-out step has part tasks"
+    return _result(d, d.protected(lambda: _part_body(d, fanout, index)))
 
 
 def _part_body(d: Delivery, fanout: FanOut, index: int) -> str:
@@ -101,10 +112,10 @@ def _part_body(d: Delivery, fanout: FanOut, index: int) -> str:
     rt, event = d.rt, d.event
     if ended := d.ended(also=frozenset({RunStatus.failed, RunStatus.skipped})):
         return ended
-    deliveries = rt.state.part_started(event.run_id, d.step, index, d.attempt + d.faults,
+    deliveries = rt.state.part_started(event.run_id, d.step, index, d.tries,
                                        str(d.task.request.hostname or "local"), os.getpid())
-    if deliveries - d.attempt - d.faults >= d.policy.max_deliveries:
-        return d.fail("WorkerLost", f"its worker died {deliveries - d.attempt - d.faults} times during part "
+    if deliveries - d.tries >= d.policy.max_deliveries:
+        return d.fail("WorkerLost", f"its worker died {deliveries - d.tries} times during part "
                       f"{index} of this step (out of memory or killed?); retry it once the cause is fixed")
     plan: list[dict[str, Any]] = json.loads(rt.store.get_bytes(d.prefix + "plan.json"))
     if not rt.store.exists(keys.part_key(d.prefix, index)):
@@ -117,7 +128,7 @@ def _part_body(d: Delivery, fanout: FanOut, index: int) -> str:
         if rt.state.emit_status(d.emit_key) == "sent":
             return "duplicate"
         # another delivery is joining, or died joining: look again once its lease could have lapsed
-        raise d.task.retry(countdown=delivery.EMIT_LEASE, max_retries=None)
+        raise d.retry(countdown=delivery.EMIT_LEASE)
     try:
         with _lease_kept(rt, d.emit_key):
             outcome = d.guarded(lambda wd: fanout.join(rt, event, d.prefix, plan, wd))

@@ -12,6 +12,8 @@ from workers.state import KV, MemoryKV, RunState
 from workers.storage import ObjectStore, open_store
 
 if TYPE_CHECKING:
+    from workers.metrics.store import MetricsStore
+    from workers.providers.gate import ProviderGate
     from workers.providers.llm import LLM
     from workers.providers.transcription import Transcriber
 
@@ -37,6 +39,12 @@ class Runtime:
         client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
         return RunState(cast(KV, client))
 
+    @cached_property
+    def metrics(self) -> MetricsStore:
+        from workers.metrics.store import MetricsStore
+
+        return MetricsStore(self.state.kv)
+
     def glossary(self, run: RunSpec) -> Glossary:
         """The run's glossary (stored by content hash, so it is read once per process)."""
         if not run.glossary_key:
@@ -48,18 +56,44 @@ class Runtime:
                 self.store.get_bytes(run.glossary_key), run.glossary_key, GlossaryLimits.of(self.settings))
         return self._glossaries[run.glossary_key]
 
+    def gate(self, role: str, base_url: str, model: str, timeout: float) -> ProviderGate:
+        """The gate of one provider endpoint: its shared limits (in Redis, or this process when embedded)
+        and its metrics."""
+        from workers.providers.gate import Prices, ProviderGate, endpoint_id
+        from workers.providers.limiter import Limiter, Limits, MemoryLimiter, RedisLimiter
+        from workers.state import is_redis
+
+        s = self.settings
+        limits = Limits(getattr(s, f"{role}_rpm"), getattr(s, f"{role}_tpm"), getattr(s, f"{role}_concurrency"))
+        limiter: Limiter | None = None
+        if limits.any:
+            kv = self.state.kv
+            endpoint = endpoint_id(base_url, model)
+            limiter = RedisLimiter(kv, endpoint, limits) if is_redis(kv) else MemoryLimiter(limits)
+        prices = Prices(s.llm_usd_per_million_input, s.llm_usd_per_million_output) if role == "llm" else \
+            Prices(usd_per_audio_minute=s.transcription_usd_per_minute)
+        return ProviderGate(role, base_url, model, limiter=limiter, limits=limits, metrics=self.metrics,
+                            prices=prices, max_wait=s.provider_max_wait, lease=timeout + 30,
+                            setting_prefix=f"PRESSROOM_{role.upper()}")
+
     @cached_property
     def transcriber(self) -> Transcriber:
         from workers.providers.openai_transcription import OpenAITranscriber
 
         url, key = self.settings.transcription_endpoint()
         s = self.settings
-        return OpenAITranscriber(url, key, s.transcription_model, s.transcription_timeout, s.transcription_max_retries,
-                                 max_chars_per_second=s.max_transcript_chars_per_second)
+        gate = self.gate("transcription", url, s.transcription_model, s.transcription_timeout)
+        # with shared limits, every request goes through them: no quick retries inside the SDK
+        retries = 0 if gate.limits.any else s.transcription_max_retries
+        return OpenAITranscriber(url, key, s.transcription_model, s.transcription_timeout, retries,
+                                 max_chars_per_second=s.max_transcript_chars_per_second, gate=gate)
 
     @cached_property
     def llm(self) -> LLM:
         from workers.providers.openai_llm import OpenAILLM
 
         url, key = self.settings.llm_endpoint()
-        return OpenAILLM(url, key, self.settings.llm_model, self.settings.llm_timeout, self.settings.llm_max_retries)
+        s = self.settings
+        gate = self.gate("llm", url, s.llm_model, s.llm_timeout)
+        retries = 0 if gate.limits.any else s.llm_max_retries
+        return OpenAILLM(url, key, s.llm_model, s.llm_timeout, retries, gate=gate)

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     transcription_max_retries: int = Field(
         default=2, ge=0, description="quick in-request retries (429 with Retry-After, 5xx) before the step's own"
     )
+    transcription_chunk_seconds: float = Field(
+        default=600.0, ge=60, le=4200, description="longest piece of audio sent in one transcription request")
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     llm_model: str = "gpt-4.1-mini"
@@ -56,6 +58,17 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(
         default=3, ge=0, description="quick in-request retries (429 with Retry-After, 5xx) before the step's own"
     )
+
+    # shared limits per provider endpoint, across every worker (workers/providers/limiter.py); unset = none
+    transcription_rpm: int | None = Field(default=None, gt=0, description="transcription requests per minute")
+    transcription_tpm: int | None = Field(default=None, gt=0, description="transcription tokens per minute")
+    transcription_concurrency: int | None = Field(default=None, gt=0, description="transcription requests in flight")
+    llm_rpm: int | None = Field(default=None, gt=0, description="LLM requests per minute, all workers together")
+    llm_tpm: int | None = Field(default=None, gt=0, description="LLM tokens per minute (prompt + max output)")
+    llm_concurrency: int | None = Field(default=None, gt=0, description="LLM requests in flight, all workers together")
+    provider_max_wait: float = Field(
+        default=5.0, ge=0, le=120,
+        description="seconds a task may wait for a provider limit; longer, it goes back to the queue to wait")
 
     # prices for the dashboard's cost estimate (USD)
     transcription_usd_per_minute: float = Field(default=0.006, ge=0, description="transcription price per audio minute")

@@ -361,6 +361,12 @@ class RunState:
         rows = hmget_many(self.kv, [keys.run_key(i) for i in ids], ["status"])
         return [i for i, (status,) in zip(ids, rows, strict=True) if status in wanted]
 
+    def statuses(self) -> list[tuple[str, float | None]]:
+        """Every run's status and last update (one pipelined read), for the metrics."""
+        ids = [_text(i) for i in self.kv.zrange(keys.runs_index_key(), 0, -1)]
+        rows = hmget_many(self.kv, [keys.run_key(i) for i in ids], ["status", "updated"])
+        return [(status, float(updated) if updated else None) for status, updated in rows if status]
+
     def view(self, run_id: str) -> RunView | None:
         """The run, read and typed: the one reader of run state. None if there is no such run."""
         fields = self.run(run_id)

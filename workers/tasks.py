@@ -14,7 +14,7 @@ from schemas.events import Step
 from schemas.post import FrontMatter
 from workers import keys, review
 from workers.delivery import InEvent, Outcome, StepSpec
-from workers.errors import NotAvailableYet, PermanentError, SkipRun
+from workers.errors import NotAvailableYet, PermanentError, SkipRun, TaskFailed
 from workers.fanouts import TRANSCRIBE, TRANSCRIBE_VERSION, TRANSLATE
 from workers.publishing import PostFile, targets_for
 from workers.retry import POLICIES
@@ -131,7 +131,7 @@ SPECS: dict[Step, StepSpec] = {
     Step.download: StepSpec(Step.download, {"audio": "audio.m4a", "download": "download.json"},
                             _download_fp, _download),
     Step.transcribe: StepSpec(Step.transcribe, {"transcript": "transcript.json"},
-                              _fp("audio", "download", settings=("transcription_model",),
+                              _fp("audio", "download", settings=("transcription_model", "transcription_chunk_seconds"),
                                   run=("glossary_key", "captions", "min_duration", "max_duration"),
                                   version=TRANSCRIBE_VERSION),
                               fanout=TRANSCRIBE),
@@ -149,15 +149,17 @@ def register_tasks(app: Any) -> None:
     for step in SPECS:
         policy = POLICIES[step]
         # max_retries=None: Celery sets no cap of its own; the step's policy and INFRA_POLICY do
+        # throws: a failed step ends in FAILURE, logged as expected (one line, no traceback)
         options = dict(bind=True, time_limit=policy.time_limit, soft_time_limit=policy.soft_time_limit,
                        acks_late=True, reject_on_worker_lost=True, ignore_result=True, shared=False,
-                       max_retries=None)
+                       max_retries=None, throws=(TaskFailed,))
 
-        def task(self: Any, payload: dict[str, Any], faults: int = 0, _step: Step = step) -> str:
-            return run_step(self, SPECS[_step], payload, faults)
+        def task(self: Any, payload: dict[str, Any], faults: int = 0, waits: int = 0, _step: Step = step) -> str:
+            return run_step(self, SPECS[_step], payload, faults, waits)
 
-        def part(self: Any, payload: dict[str, Any], index: int, faults: int = 0, _step: Step = step) -> str:
-            return run_part(self, SPECS[_step], payload, index, faults)
+        def part(self: Any, payload: dict[str, Any], index: int, faults: int = 0, waits: int = 0,
+                 _step: Step = step) -> str:
+            return run_part(self, SPECS[_step], payload, index, faults, waits)
 
         task.__name__ = task.__qualname__ = f"{step.value}_task"
         part.__name__ = part.__qualname__ = f"{step.value}_part_task"

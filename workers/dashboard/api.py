@@ -20,7 +20,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +34,7 @@ from workers.dashboard.queries import RunFilter, list_runs, matching_ids, run_de
 from workers.dashboard.queues import QueueMonitor
 from workers.dashboard.reviews import post_of, review_detail, review_list
 from workers.errors import PermanentError
+from workers.metrics.collector import registry
 from workers.operations import cancel, discard, retry, retry_all_failed
 from workers.runtime import Runtime
 
@@ -344,6 +346,14 @@ def create_api(app: Any, *, queue_interval: float = 5.0, queue_timeout: float = 
         """From the latest snapshot of the background gatherer (at most a few seconds old): status "unknown"
         with null depths and workers when the broker could not be asked, `age` the last good facts' age."""
         return monitor.snapshot()
+
+    metrics_registry = registry(rt.metrics, monitor.snapshot)
+
+    @api.get("/metrics", summary="Prometheus metrics: queues, workers, runs, task outcomes, providers",
+             response_class=PlainTextResponse)
+    def get_metrics() -> Response:
+        """The text exposition format; the gauges come from the gatherer's latest snapshot, never the broker."""
+        return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/api/audit", summary="The audit log of actions, newest first (needs the token)")
     def get_audit(who: Who, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:

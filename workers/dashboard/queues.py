@@ -10,20 +10,16 @@ producer pools, deadlocked those pools under ~25 concurrent requests and then ev
 When facts cannot be had — the broker is unreachable, or the gatherer has not finished a round in a while —
 the snapshot says so: status "unknown", the facts it could not get null, and the age of the last good ones.
 
-kombu keeps each queue as a Redis list, pushed with LPUSH and popped with BRPOP: the oldest waiting
-message is at index -1. Its body (base64 JSON, Celery protocol 2: [args, kwargs, embed]) carries the event,
-whose "at" says when it was emitted.
+What the broker holds per queue (waiting at every priority, held by workers, scheduled retries, the oldest
+waiting message's age) is read as workers/queue_facts.py says; the same snapshot feeds /metrics.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -31,27 +27,15 @@ from kombu.connection import Connection
 from kombu.pidbox import Mailbox
 
 from schemas.events import Step
+from schemas.pipeline import ACTIVE
 from workers import keys
-from workers.dashboard.queries import _text
+from workers.queue_facts import QueueFacts, read_queue_facts
 from workers.runtime import Runtime
+from workers.state import RunState
 
 log = logging.getLogger("pressroom.dashboard")
 STEP_OF = {q: s.value for s, q in keys.QUEUES.items()}
 ALL_QUEUES = [*keys.QUEUES.values(), keys.WATCH_QUEUE]
-
-
-def message_emitted_at(raw: Any) -> float | None:
-    """When the event in a kombu message was emitted (epoch seconds), or None if it cannot be told."""
-    try:
-        message = json.loads(_text(raw))
-        body = message.get("body")
-        if message.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args = json.loads(body)[0] if isinstance(body, str | bytes) else None
-        at = args[0].get("at") if args else None
-        return datetime.fromisoformat(at).timestamp() if isinstance(at, str) else None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-        return None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -134,7 +118,7 @@ class QueueMonitor:
         now = time.time()
         errors: list[str] = []  # what readers see (anyone: no addresses, no detail) …
         details: list[str] = []  # … and what the log says
-        depths: dict[str, tuple[int, float | None]] | None = None
+        depths: dict[str, QueueFacts] | None = None
         broker = _where(self.rt.settings.broker_url)
         try:
             depths = self._depths(now)
@@ -149,12 +133,14 @@ class QueueMonitor:
                 errors.append(f"the control broadcast to the workers failed ({type(exc).__name__})")
                 details.append(f"control broadcast via {broker}: {_one_line(exc)}")
         tallies: dict[str, dict[str, int]] | None = None
+        runs: tuple[dict[str, int], int] | None = None
         try:
             tallies = self._tallies(now)
+            runs = self._runs(now)
         except Exception as exc:
             errors.append(f"run state unreachable ({type(exc).__name__})")
             details.append(f"run state at {_where(self.rt.settings.state_url)}: {_one_line(exc)}")
-        facts = {"at": now, "depths": depths, "online": online, "tallies": tallies,
+        facts = {"at": now, "depths": depths, "online": online, "tallies": tallies, "runs": runs,
                  "error": "; ".join(errors) + ": see the dashboard's log" if errors else None}
         with self._lock:
             before, self._facts = self._facts, facts
@@ -168,20 +154,10 @@ class QueueMonitor:
                 log.warning("queue facts known again")
         return facts
 
-    def _depths(self, now: float) -> dict[str, tuple[int, float | None]]:
+    def _depths(self, now: float) -> dict[str, QueueFacts]:
         if self._broker is None:
             self._broker = self._redis(self.rt.settings.broker_url or "")
-        pipe = self._broker.pipeline(transaction=False)
-        for queue in ALL_QUEUES:
-            pipe.llen(queue)
-            pipe.lindex(queue, -1)
-        replies = pipe.execute()
-        out = {}
-        for i, queue in enumerate(ALL_QUEUES):
-            depth, oldest = replies[2 * i], replies[2 * i + 1]
-            at = message_emitted_at(oldest) if oldest else None
-            out[queue] = (int(depth), round(now - at, 3) if at is not None else None)
-        return out
+        return read_queue_facts(self._broker, ALL_QUEUES, now)
 
     def _workers(self) -> dict[str, list[str]]:
         """Worker node names consuming each queue (a worker that answers is online; all who answered are
@@ -234,6 +210,18 @@ class QueueMonitor:
             out[step.value] = total
         return out
 
+    def _runs(self, now: float) -> tuple[dict[str, int], int]:
+        """Runs by status, and how many active ones made no progress for PRESSROOM_STALL_AFTER: one
+        pipelined read of every run's status and last update."""
+        state = self.rt.state if self._state is None else RunState(self._state)
+        counts: dict[str, int] = {}
+        stalled = 0
+        for status, updated in state.statuses():
+            counts[status] = counts.get(status, 0) + 1
+            if status in ACTIVE and updated is not None and now - updated > self.rt.settings.stall_after:
+                stalled += 1
+        return counts, stalled
+
     # --- what requests read -------------------------------------------------------------------------
     @property
     def stale_after(self) -> float:
@@ -254,18 +242,21 @@ class QueueMonitor:
         depths = facts["depths"] if facts else None
         online = facts["online"] if facts else None
         tallies = facts["tallies"] if facts else None
+        runs = facts["runs"] if facts else None
         if facts is not None and now - facts["at"] > self.stale_after:
             error = f"no round has ended for {now - facts['at']:.0f} s: the broker is slow or unreachable"
-            depths = online = tallies = None
+            depths = online = tallies = runs = None
         known = depths is not None and online is not None
         queues = []
         for queue in ALL_QUEUES:
             step = STEP_OF.get(queue)
-            depth, oldest = depths[queue] if depths is not None else (None, None)
+            held = depths[queue] if depths is not None else None
             ended = tallies.get(step or "") if tallies is not None and step else None
             finished = ended["succeeded"] + ended["failed"] if ended else 0
             queues.append({
-                "queue": queue, "step": step, "depth": depth, "oldest_age": oldest,
+                "queue": queue, "step": step, "depth": held.waiting if held else None,
+                "unacked": held.unacked if held else None, "scheduled": held.scheduled if held else None,
+                "backlog": held.backlog if held else None, "oldest_age": held.oldest_age if held else None,
                 "workers": sorted(online.get(queue, [])) if online is not None else None,
                 "last_hour": {**ended, "failure_rate": round(ended["failed"] / finished, 4) if finished else None}
                 if ended is not None else None,
@@ -277,6 +268,8 @@ class QueueMonitor:
             "checked_at": checked_at, "interval": self.interval,
             "workers_online": sorted(online.get("*", [])) if online is not None else None,
             "queues": queues,
+            "runs": runs[0] if runs is not None else None,
+            "stalled": runs[1] if runs is not None else None,
         }
 
 

@@ -9,6 +9,8 @@ from openai import Omit, omit
 from openai.types.chat import ChatCompletionMessageParam
 
 from workers.errors import PermanentError, Refused
+from workers.providers.gate import ProviderGate
+from workers.providers.limiter import Limits
 from workers.providers.llm import LLMResult, M
 from workers.providers.openai_client import answer_json, classify, make_client, wrong_shape
 
@@ -40,8 +42,10 @@ class _Completion(pydantic.BaseModel):
 class OpenAILLM:
     """Chat completions with strict JSON-schema structured outputs (`chat.completions.parse`)."""
 
-    def __init__(self, base_url: str, api_key: str, model: str, timeout: float, max_retries: int = 0) -> None:
+    def __init__(self, base_url: str, api_key: str, model: str, timeout: float, max_retries: int = 0,
+                 gate: ProviderGate | None = None) -> None:
         self.base_url = base_url
+        self._gate = gate or ProviderGate("llm", base_url, model, limiter=None, limits=Limits())
         self.model = model
         self.timeout = timeout
         self._client = make_client(base_url, api_key, timeout, max_retries)
@@ -57,14 +61,20 @@ class OpenAILLM:
         ]
         # max_completion_tokens: max_tokens is deprecated and rejected by reasoning models
         limit: int | Omit = max_tokens if max_tokens is not None else omit
-        try:
-            raw = self._client.chat.completions.with_raw_response.parse(
-                model=self.model, messages=messages, response_format=schema, max_completion_tokens=limit
-            )
-            checked = self._check_shape(raw.http_response)
-            completion = raw.parse()
-        except (openai.OpenAIError, pydantic.ValidationError) as exc:
-            raise classify(exc, what=self._what, setting_prefix=SETTING_PREFIX, timeout=self.timeout) from exc
+        # what a provider counts against tokens per minute before it answers: the prompt and the most it may write
+        estimate = (len(system) + len(user)) // 3 + (max_tokens or 1024)
+        with self._gate.request(estimate) as call:
+            try:
+                raw = self._client.chat.completions.with_raw_response.parse(
+                    model=self.model, messages=messages, response_format=schema, max_completion_tokens=limit
+                )
+                checked = self._check_shape(raw.http_response)
+                completion = raw.parse()
+            except (openai.OpenAIError, pydantic.ValidationError) as exc:
+                error = classify(exc, what=self._what, setting_prefix=SETTING_PREFIX, timeout=self.timeout)
+                raise call.failed(getattr(exc, "status_code", None), error) from exc
+            usage = checked.usage or _Usage()
+            call.ok(input_tokens=usage.prompt_tokens or 0, output_tokens=usage.completion_tokens or 0)
         if not completion.choices:
             raise PermanentError(f"{self._what} returned no choices: is it an OpenAI-compatible chat server?")
         message = completion.choices[0].message
@@ -75,7 +85,6 @@ class OpenAILLM:
             raise PermanentError(
                 f"{self._what} returned an empty answer for {schema.__name__}: check PRESSROOM_LLM_MODEL"
             )
-        usage = checked.usage or _Usage()
         return LLMResult(
             value=message.parsed,
             input_tokens=usage.prompt_tokens or 0,

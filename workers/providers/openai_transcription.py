@@ -12,6 +12,8 @@ from openai import Omit, omit
 
 from schemas.artifacts import Segment
 from workers.errors import PermanentError
+from workers.providers.gate import ProviderGate
+from workers.providers.limiter import Limits
 from workers.providers.openai_client import (
     AnswerTooLarge,
     answer_json,
@@ -65,9 +67,10 @@ class OpenAITranscriber:
 
     def __init__(
         self, base_url: str, api_key: str, model: str, timeout: float, max_retries: int = 0,
-        max_chars_per_second: float = 60.0,
+        max_chars_per_second: float = 60.0, gate: ProviderGate | None = None,
     ) -> None:  # fmt: skip
         self.base_url = base_url
+        self._gate = gate or ProviderGate("transcription", base_url, model, limiter=None, limits=Limits())
         self.model = model
         self.timeout = timeout
         self.max_chars_per_second = max_chars_per_second
@@ -84,29 +87,32 @@ class OpenAITranscriber:
         p: str | Omit = prompt if prompt else omit
         lang: str | Omit = language if language else omit
         whisper = is_whisper(self.model)
-        try:
-            with audio.open("rb") as fh, answer_limit(ANSWER_BYTES_EXTRA + ANSWER_BYTES_PER_CHAR * max_chars):
-                upload = (audio.name, fh)
-                create = self._client.audio.transcriptions.with_raw_response.create
-                if whisper:
-                    response = create(
-                        file=upload, model=self.model, response_format="verbose_json",
-                        timestamp_granularities=["segment"], prompt=p, language=lang,
-                    ).http_response  # fmt: skip
-                else:
-                    response = create(
-                        file=upload, model=self.model, response_format="json", prompt=p, language=lang
-                    ).http_response
-        except AnswerTooLarge as exc:
-            raise PermanentError(
-                f"{self._what} sent {exc.size:,}{'' if exc.declared else '+'} bytes for {audio_seconds:.1f} s "
-                f"of audio ({audio.name}), far more than {LENGTH_SETTING}={self.max_chars_per_second:g} allows; "
-                f"refused unread: {self._length_fix}"
-            ) from exc
-        except openai.OpenAIError as exc:
-            raise classify(exc, what=self._what, setting_prefix=SETTING_PREFIX, timeout=self.timeout) from exc
-        except OSError as exc:
-            raise PermanentError(f"cannot read audio {audio} ({size} bytes): {exc.strerror or exc}") from exc
+        with self._gate.request() as call:
+            try:
+                with audio.open("rb") as fh, answer_limit(ANSWER_BYTES_EXTRA + ANSWER_BYTES_PER_CHAR * max_chars):
+                    upload = (audio.name, fh)
+                    create = self._client.audio.transcriptions.with_raw_response.create
+                    if whisper:
+                        response = create(
+                            file=upload, model=self.model, response_format="verbose_json",
+                            timestamp_granularities=["segment"], prompt=p, language=lang,
+                        ).http_response  # fmt: skip
+                    else:
+                        response = create(
+                            file=upload, model=self.model, response_format="json", prompt=p, language=lang
+                        ).http_response
+            except AnswerTooLarge as exc:
+                raise PermanentError(
+                    f"{self._what} sent {exc.size:,}{'' if exc.declared else '+'} bytes for {audio_seconds:.1f} s "
+                    f"of audio ({audio.name}), far more than {LENGTH_SETTING}={self.max_chars_per_second:g} "
+                    f"allows; refused unread: {self._length_fix}"
+                ) from exc
+            except openai.OpenAIError as exc:
+                error = classify(exc, what=self._what, setting_prefix=SETTING_PREFIX, timeout=self.timeout)
+                raise call.failed(getattr(exc, "status_code", None), error) from exc
+            except OSError as exc:
+                raise PermanentError(f"cannot read audio {audio} ({size} bytes): {exc.strerror or exc}") from exc
+            call.ok(audio_seconds=audio_seconds)
         answer = self._read(response, whisper)
         chars = max(len(answer.text), sum(len(s.text.strip()) for s in answer.segments or []))
         if chars > max_chars:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import hashlib
 import json
 import math
@@ -75,6 +76,8 @@ class SimulatorConfig(BaseModel):
     long_transcript_chars: int = Field(default=10_000_000, ge=1, description="length of a looping transcript")
     trickle_seconds: float = Field(default=0.0, ge=0, description="send every answer one byte per this many "
                                    "seconds (0 = at once)")  # fmt: skip
+    rpm_limit: int = Field(default=0, ge=0, description="answer 429 (with Retry-After) to requests beyond this many "
+                           "in any 60 s, as a provider's rate limit does (0 = none)")
     api_key: str | None = Field(default=None, description="if set, other bearer tokens get 401")
     seed: int = 0
 
@@ -96,6 +99,21 @@ class _Faults:
         self._answer_rng = random.Random(f"{config.seed}:answer")
         self._lock = threading.Lock()
         self.rates = {name: float(getattr(config, f"fault_{name}")) for name in tfaults.FAULTS}
+        self._granted: collections.deque[float] = collections.deque()  # within the last 60 s, for rpm_limit
+        self.arrivals: list[tuple[float, int]] = []  # (time, 200 or 429) of each request rpm_limit judged
+
+    def over_rate(self) -> float | None:
+        """With rpm_limit: None if this request is within it, else seconds until it would be."""
+        now = time.time()
+        with self._lock:
+            while self._granted and self._granted[0] <= now - 60:
+                self._granted.popleft()
+            if len(self._granted) >= self.config.rpm_limit:
+                self.arrivals.append((now, 429))
+                return self._granted[0] + 60 - now
+            self._granted.append(now)
+            self.arrivals.append((now, 200))
+            return None
 
     def draw(self) -> tuple[float, float, float, float]:
         with self._lock:
@@ -118,6 +136,9 @@ class _Faults:
         c = self.config
         if c.api_key is not None and request.headers.get("authorization") != f"Bearer {c.api_key}":
             return error(401, "Incorrect API key provided.", code="invalid_api_key"), False
+        if c.rpm_limit and (wait := self.over_rate()) is not None:
+            return error(429, f"Rate limit reached: {c.rpm_limit} requests per minute (simulated).", kind="requests",
+                         code="rate_limit_exceeded", headers={"retry-after": f"{math.ceil(wait)}"}), False
         if c.latency:
             await asyncio.sleep(c.latency)
         r429, r500, rslow, rrefuse = self.draw()
@@ -160,6 +181,11 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
         """How many requests came, and how many repeated one already answered (same body)."""
         return {"requests": sum(seen.values()), "distinct": len(seen),
                 "repeated": sum(n - 1 for n in seen.values())}
+
+    @app.get("/debug/arrivals")
+    async def arrivals() -> dict[str, Any]:
+        """With rpm_limit: when each request came and whether it was let through (200) or refused (429)."""
+        return {"rpm_limit": config.rpm_limit, "arrivals": faults.arrivals}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

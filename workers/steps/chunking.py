@@ -35,9 +35,11 @@ log = logging.getLogger(__name__)
 
 # cut_chunk re-encodes every chunk with media's speech settings, so this is the bitrate to plan with
 CHUNK_BITRATE_BPS = float(SPEECH_BITRATE.removesuffix("k")) * 1000
-# Keep chunks ≤ 20 min even when size allows ~70 min: a 3-hour talk then spreads over ~9 workers,
-# a failed request repeats at most 20 min of audio, and each request stays well inside server timeouts.
-DEFAULT_CAP_SECONDS = 20 * 60.0
+# Keep chunks ≤ 10 min (PRESSROOM_TRANSCRIPTION_CHUNK_SECONDS) even when size allows ~70 min: a 3-hour
+# talk then spreads over ~18 workers, a failed request repeats at most 10 min of audio, each request stays
+# well inside server timeouts, and a short video waits at most one chunk's time for a transcribe worker
+# that a long talk's chunks hold (workers/fairness.py). Billing is per minute, so cutting costs nothing.
+DEFAULT_CAP_SECONDS = 10 * 60.0
 # Room for the mp4 index (~1 % at 48 kbps) and AAC's bitrate wobble above nominal.
 SIZE_MARGIN = 0.9
 # gpt-4o*-transcribe answer at most 2,000 tokens. English runs ~1.35 tokens a word, and a fast talk
