@@ -61,6 +61,8 @@ if [ "$purpose" = "test" ]; then
   [ -x /usr/bin/chromium ] || apt_install chromium
   # compose itself validates docker-compose.yml (no Docker engine is needed for `docker-compose config`)
   command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || apt_install docker-compose
+  # Prometheus' own promtool checks the alert rules and runs their unit tests (tests/test_observability_config.py)
+  command -v promtool >/dev/null || apt_install prometheus
   # the real Eleventy builds a site from Pressroom's posts (tests/test_site.py), from npm as locked
   command -v npm >/dev/null || apt_install nodejs npm
   site="$root/tests/site"
