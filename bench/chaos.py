@@ -206,7 +206,10 @@ class Chaos:
     def term_worker(self) -> None:
         name = self.rng.choice([n for n in self.workers if n not in ("beat", "watch-1")])
         worker = self.workers[name]
-        worker.signal(signal.SIGTERM)
+        # to the main process only, as the kubelet and compose's tini send it: Celery's warm shutdown (sent to
+        # the process group, it would also end the pool child at once, cutting its task short)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.proc.pid, signal.SIGTERM)
         self.log(f"SIGTERM worker {name} (warm shutdown; restarted when it has stopped)")
 
         def when_stopped() -> None:

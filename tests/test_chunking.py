@@ -193,12 +193,14 @@ def test_random_plans_are_contiguous_and_bounded() -> None:
 
 def test_max_chunk_seconds() -> None:
     assert max_chunk_seconds(CHUNK_BITRATE_BPS, model="whisper-1") == DEFAULT_CAP_SECONDS  # size allows ~65 min
-    assert max_chunk_seconds(CHUNK_BITRATE_BPS, model="gpt-4o-transcribe") == TOKEN_CAP_SECONDS
+    assert max_chunk_seconds(CHUNK_BITRATE_BPS, model="gpt-4o-transcribe") == DEFAULT_CAP_SECONDS  # the lower
+    assert max_chunk_seconds(CHUNK_BITRATE_BPS, model="gpt-4o-transcribe", cap_seconds=3600) == TOKEN_CAP_SECONDS
     assert 420 < TOKEN_CAP_SECONDS < 600  # 2,000 tokens of fast English speech
     assert max_chunk_seconds(CHUNK_BITRATE_BPS, model="whisper-1", cap_seconds=7200) == pytest.approx(
         MAX_UPLOAD_BYTES * 8 * SIZE_MARGIN / 48_000
     )
-    assert max_chunk_seconds(320_000, model="whisper-1") == pytest.approx(MAX_UPLOAD_BYTES * 8 * 0.9 / 320_000)
+    assert max_chunk_seconds(320_000, model="whisper-1", cap_seconds=3600) == pytest.approx(
+        MAX_UPLOAD_BYTES * 8 * 0.9 / 320_000)
     assert max_chunk_seconds(48_000, model="gpt-4o-mini-transcribe", max_bytes=1_000_000) == pytest.approx(150.0)
     with pytest.raises(ValueError):
         max_chunk_seconds(0, model="whisper-1")

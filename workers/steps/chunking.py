@@ -35,11 +35,12 @@ log = logging.getLogger(__name__)
 
 # cut_chunk re-encodes every chunk with media's speech settings, so this is the bitrate to plan with
 CHUNK_BITRATE_BPS = float(SPEECH_BITRATE.removesuffix("k")) * 1000
-# Keep chunks ≤ 10 min (PRESSROOM_TRANSCRIPTION_CHUNK_SECONDS) even when size allows ~70 min: a 3-hour
-# talk then spreads over ~18 workers, a failed request repeats at most 10 min of audio, each request stays
+# Keep chunks ≤ 5 min (PRESSROOM_TRANSCRIPTION_CHUNK_SECONDS) even when size allows ~70 min: a 3-hour
+# talk then spreads over ~36 workers, a failed request repeats at most 5 min of audio, each request stays
 # well inside server timeouts, and a short video waits at most one chunk's time for a transcribe worker
-# that a long talk's chunks hold (workers/fairness.py). Billing is per minute, so cutting costs nothing.
-DEFAULT_CAP_SECONDS = 10 * 60.0
+# that a long talk's chunks hold (workers/fairness.py; bench/fairness.py measured 10-min chunks at 2.4× a
+# short video's time alone in the worst case, 5-min at 1.7×). Billing is per minute: cutting costs nothing.
+DEFAULT_CAP_SECONDS = 5 * 60.0
 # Room for the mp4 index (~1 % at 48 kbps) and AAC's bitrate wobble above nominal.
 SIZE_MARGIN = 0.9
 # gpt-4o*-transcribe answer at most 2,000 tokens. English runs ~1.35 tokens a word, and a fast talk
