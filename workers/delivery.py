@@ -21,6 +21,7 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from schemas.events import RunRequested, RunSkipped, Step, StepFailed, StepSucceeded
 from schemas.pipeline import LAST_STEP, RunStatus, StepStatus
 from workers import keys
+from workers.budget import Charge, charging
 from workers.errors import PressroomError, SkipRun, Throttled, TransientError
 from workers.events import emit
 from workers.fairness import priority
@@ -191,7 +192,8 @@ class Delivery:
         policy, event = self.policy, self.event
         workdir = Path(tempfile.mkdtemp(prefix=f"pressroom-{self.step}-"))
         try:
-            return fn(workdir)
+            with charging(Charge(event.run_id, self.step.value, event.run.channel_id)):  # provider calls' payer
+                return fn(workdir)
         except (Retry, _Stop):
             raise
         except Exception as exc:

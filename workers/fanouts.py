@@ -117,9 +117,10 @@ def _translate_part(rt: Runtime, event: InEvent, prefix: str, part: dict[str, An
                     ) -> dict[str, float]:
     dl = get_model(rt.store, event.artifacts["download"], DownloadArtifact)
     paragraphs = _paragraphs(rt, prefix)
-    ctx = tr.context_for(tr.ChunkContext(title=dl.metadata.title, description=dl.metadata.description),
+    glossary = rt.glossary(event.run)
+    ctx = tr.context_for(tr.talk_context(dl.metadata.title, dl.metadata.description, paragraphs, glossary),
                          paragraphs, part["start"])
-    result = tr.translate_chunk(rt.llm, ctx, paragraphs[part["start"]:part["end"]], rt.glossary(event.run))
+    result = tr.translate_chunk(rt.llm, ctx, paragraphs[part["start"]:part["end"]], glossary)
     put_model(rt.store, keys.part_key(prefix, part["index"]), result, if_absent=True)
     return {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens,
             "llm_requests": result.requests}

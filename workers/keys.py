@@ -86,6 +86,17 @@ def limiter_key(endpoint: str, what: str) -> str:
     return f"{PREFIX}:limit:{endpoint}:{what}"
 
 
+def spend_key(what: str) -> str:
+    """String (a float of USD): what a run ("run:<id>"), a channel on a day ("channel:<id>:<date>") or all runs
+    on a day ("day:<date>") spent on providers, for the budget caps (workers/budget.py)."""
+    return f"{PREFIX}:spend:{what}"
+
+
+def llm_mode_key(endpoint: str) -> str:
+    """String: the structured-output mode an "auto" LLM endpoint (and model) turned out to accept."""
+    return f"{PREFIX}:llm-mode:{endpoint}"
+
+
 def submit_lock_key(video_id: str) -> str:
     """String, short-lived: a watcher is submitting this video now."""
     return f"{PREFIX}:submitting:{video_id}"

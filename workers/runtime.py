@@ -6,12 +6,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, cast
 
 from schemas.glossary import Glossary
+from schemas.pipeline import Step
 from schemas.run import RunSpec
 from workers.settings import Settings
 from workers.state import KV, MemoryKV, RunState
 from workers.storage import ObjectStore, open_store
 
 if TYPE_CHECKING:
+    from workers.budget import Budget
     from workers.metrics.store import MetricsStore
     from workers.providers.gate import ProviderGate
     from workers.providers.llm import LLM
@@ -70,11 +72,23 @@ class Runtime:
             kv = self.state.kv
             endpoint = endpoint_id(base_url, model)
             limiter = RedisLimiter(kv, endpoint, limits) if is_redis(kv) else MemoryLimiter(limits)
-        prices = Prices(s.llm_usd_per_million_input, s.llm_usd_per_million_output) if role == "llm" else \
-            Prices(usd_per_audio_minute=s.transcription_usd_per_minute)
+        if role == "llm":
+            p = s.llm_profile()
+            prices = Prices(p.usd_per_million_input, p.usd_per_million_output,
+                            usd_per_million_cached_input=p.usd_per_million_cached_input)
+        else:
+            prices = Prices(usd_per_audio_minute=s.transcription_usd_per_minute)
         return ProviderGate(role, base_url, model, limiter=limiter, limits=limits, metrics=self.metrics,
                             prices=prices, max_wait=s.provider_max_wait, lease=timeout + 30,
-                            setting_prefix=f"PRESSROOM_{role.upper()}")
+                            setting_prefix=f"PRESSROOM_{role.upper()}", budget=self.budget,
+                            usage=lambda run_id, step, usage: self.state.add_usage(run_id, Step(step), usage))
+
+    @cached_property
+    def budget(self) -> Budget:
+        from workers.budget import Budget, Caps
+
+        s = self.settings
+        return Budget(self.state.kv, Caps(s.budget_usd_per_run, s.budget_usd_per_channel_day, s.budget_usd_per_day))
 
     @cached_property
     def transcriber(self) -> Transcriber:
@@ -90,10 +104,12 @@ class Runtime:
 
     @cached_property
     def llm(self) -> LLM:
-        from workers.providers.openai_llm import OpenAILLM
+        from workers.providers.openai_llm import ModeMemory, OpenAILLM
 
         url, key = self.settings.llm_endpoint()
         s = self.settings
-        gate = self.gate("llm", url, s.llm_model, s.llm_timeout)
+        profile = s.llm_profile()
+        gate = self.gate("llm", url, profile.model, s.llm_timeout)
         retries = 0 if gate.limits.any else s.llm_max_retries
-        return OpenAILLM(url, key, s.llm_model, s.llm_timeout, retries, gate=gate)
+        return OpenAILLM(url, key, profile.model, s.llm_timeout, retries, gate=gate, profile=profile,
+                         modes=ModeMemory(self.state.kv))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -16,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from schemas.post import FrontMatterDefaults
 from workers.errors import ConfigError, redact
+from workers.providers.profiles import PROFILES, Profile, ProviderName, Structured
 
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -50,10 +52,17 @@ class Settings(BaseSettings):
         default=2, ge=0, description="quick in-request retries (429 with Retry-After, 5xx) before the step's own"
     )
     transcription_chunk_seconds: float = Field(
-        default=600.0, ge=60, le=4200, description="longest piece of audio sent in one transcription request")
+        default=300.0, ge=60, le=4200, description="longest piece of audio sent in one transcription request")
+    llm_provider: ProviderName = Field(
+        default="openai", description="the LLM provider's profile (workers/providers/profiles.py): base URL, "
+        "structured-output mode, prices, limits; each can be overridden below")
     llm_base_url: str | None = None
     llm_api_key: str | None = None
-    llm_model: str = "gpt-4.1-mini"
+    llm_model: str | None = Field(default=None, description="the model; unset: the provider's")
+    llm_structured_output: Structured | None = Field(
+        default=None, description="auto, json_schema, json_object or text; unset: the provider's")
+    llm_context_window: int | None = Field(default=None, gt=0, description="tokens; unset: the provider's")
+    llm_max_output: int | None = Field(default=None, gt=0, description="tokens; unset: the provider's")
     llm_timeout: float = Field(default=180.0, gt=0)
     llm_max_retries: int = Field(
         default=3, ge=0, description="quick in-request retries (429 with Retry-After, 5xx) before the step's own"
@@ -72,8 +81,18 @@ class Settings(BaseSettings):
 
     # prices for the dashboard's cost estimate (USD)
     transcription_usd_per_minute: float = Field(default=0.006, ge=0, description="transcription price per audio minute")
-    llm_usd_per_million_input: float = Field(default=0.40, ge=0, description="LLM price per million input tokens")
-    llm_usd_per_million_output: float = Field(default=1.60, ge=0, description="LLM price per million output tokens")
+    llm_usd_per_million_input: float | None = Field(default=None, ge=0, description="LLM price per million input "
+                                                     "tokens; unset: the provider's")
+    llm_usd_per_million_cached_input: float | None = Field(default=None, ge=0, description="LLM price per million "
+                                                            "cached input tokens; unset: the provider's")
+    llm_usd_per_million_output: float | None = Field(default=None, ge=0, description="LLM price per million "
+                                                      "output tokens; unset: the provider's")
+
+    # spending caps in USD (estimated at the prices above); a paid call that would pass one is not made
+    budget_usd_per_run: float | None = Field(default=None, gt=0, description="per run")
+    budget_usd_per_channel_day: float | None = Field(default=None, gt=0, description="per watched channel per "
+                                                      "UTC day")
+    budget_usd_per_day: float | None = Field(default=None, gt=0, description="everything, per UTC day")
 
     front_matter: FrontMatterDefaults = Field(default_factory=FrontMatterDefaults)
     glossary_file: Path | None = Field(default=None, description="YAML glossary used when a run names none")
@@ -293,7 +312,28 @@ class Settings(BaseSettings):
         return self._endpoint(self.transcription_base_url, self.transcription_api_key, "TRANSCRIPTION")
 
     def llm_endpoint(self) -> tuple[str, str]:
-        return self._endpoint(self.llm_base_url, self.llm_api_key, "LLM")
+        """The LLM's URL and key: PRESSROOM_LLM_BASE_URL, else a provider's own URL, else OPENAI_BASE_URL."""
+        return self._endpoint(self._llm_base_url(), self.llm_api_key, "LLM")
+
+    def _llm_base_url(self) -> str | None:
+        return self.llm_base_url or (PROFILES[self.llm_provider].base_url if self.llm_provider != "openai" else None)
+
+    def llm_profile(self) -> Profile:
+        """The provider's profile with every field this configuration overrides."""
+        base = PROFILES[self.llm_provider]
+        overrides: dict[str, Any] = {"model": self.llm_model, "structured": self.llm_structured_output,
+                     "usd_per_million_input": self.llm_usd_per_million_input,
+                     "usd_per_million_cached_input": self.llm_usd_per_million_cached_input,
+                     "usd_per_million_output": self.llm_usd_per_million_output,
+                     "context_window": self.llm_context_window, "max_output": self.llm_max_output}
+        url = self._llm_base_url() or self.openai_base_url or OPENAI_URL  # no key needed to price a call
+        return dataclasses.replace(base, base_url=url,
+                                   **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def llm_model_name(self) -> str:
+        """The model the LLM steps use (part of their artifacts' keys)."""
+        return self.llm_model or PROFILES[self.llm_provider].model
 
     def _endpoint(self, base_url: str | None, api_key: str | None, name: str) -> tuple[str, str]:
         url = base_url or self.openai_base_url or OPENAI_URL

@@ -118,7 +118,7 @@ def _download_fp(event: InEvent, settings: Settings) -> dict[str, Any]:
 
 
 def _tag_fp(event: InEvent, settings: Settings) -> dict[str, Any]:
-    base: dict[str, Any] = _fp("translation", "download", settings=("llm_model",), run=("glossary_key",),
+    base: dict[str, Any] = _fp("translation", "download", settings=("llm_model_name",), run=("glossary_key",),
                                version=tag_step.PROMPT_VERSION)(event, settings)
     return {**base, "defaults": event.run.defaults.model_dump()}
 
@@ -136,7 +136,7 @@ SPECS: dict[Step, StepSpec] = {
                                   version=TRANSCRIBE_VERSION),
                               fanout=TRANSCRIBE),
     Step.translate: StepSpec(Step.translate, {"translation": "translation.json"},
-                             _fp("transcript", "download", settings=("llm_model",), run=("glossary_key",),
+                             _fp("transcript", "download", settings=("llm_model_name",), run=("glossary_key",),
                                  version=translate_step.PROMPT_VERSION), fanout=TRANSLATE),
     Step.tag: StepSpec(Step.tag, {"front_matter": "front_matter.json"}, _tag_fp, _tag),
     Step.publish: StepSpec(Step.publish, {"published": "published.json", "post": "post.md"}, _publish_fp, _publish,

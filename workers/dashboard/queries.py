@@ -189,8 +189,9 @@ def usage_and_cost(rt: Runtime, steps: list[dict[str, Any]]) -> dict[str, float]
     tokens_in = sum(u.get("input_tokens", 0.0) for u in usage.values())
     tokens_out = sum(u.get("output_tokens", 0.0) for u in usage.values())
     s = rt.settings
-    cost = (minutes * s.transcription_usd_per_minute + tokens_in / 1e6 * s.llm_usd_per_million_input
-            + tokens_out / 1e6 * s.llm_usd_per_million_output)
+    cached = sum(u.get("cached_tokens", 0.0) for u in usage.values())
+    cost = minutes * s.transcription_usd_per_minute + s.llm_profile().cost(int(tokens_in), int(cached),
+                                                                           int(tokens_out))
     return {"audio_minutes": round(minutes, 2), "input_tokens": tokens_in, "output_tokens": tokens_out,
             "estimated_cost_usd": round(cost, 4)}
 

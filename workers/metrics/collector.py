@@ -63,11 +63,18 @@ class PressroomCollector(Collector):
             yield GaugeMetricFamily(f.RUNS_STALLED.name, f.RUNS_STALLED.help, value=snap.get("stalled") or 0)
 
 
-ZEROS: dict[tuple[str, tuple[str, ...], str | None], float] = {
-    **{(f.TASK_OUTCOMES.name, (step.value, kind, outcome), None): 0.0
-       for step in Step for kind in ("step", "part") for outcome in ("succeeded", "reused", "failed", "retried")},
-    (f.RUNS_REDRIVEN.name, (), None): 0.0,
-}
+def _zeros() -> dict[tuple[str, tuple[str, ...], str | None], float]:
+    from workers.tasks import SPECS
+
+    kinds = {step: ("step", "part") if SPECS[step].fanout else ("step",) for step in Step}
+    return {
+        **{(f.TASK_OUTCOMES.name, (step.value, kind, outcome), None): 0.0
+           for step in Step for kind in kinds[step] for outcome in ("succeeded", "reused", "failed", "retried")},
+        (f.RUNS_REDRIVEN.name, (), None): 0.0,
+    }
+
+
+ZEROS = _zeros()
 
 
 def _histogram(family: f.Family, series: dict[tuple[str, tuple[str, ...], str | None], float]) -> Metric:

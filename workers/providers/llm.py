@@ -17,6 +17,7 @@ class LLMResult(Generic[M]):
     value: M
     input_tokens: int
     output_tokens: int
+    cached_tokens: int = 0  # of input_tokens, read from the provider's prompt cache (billed cheaper)
 
 
 class LLM(Protocol):

@@ -87,7 +87,7 @@ class OpenAITranscriber:
         p: str | Omit = prompt if prompt else omit
         lang: str | Omit = language if language else omit
         whisper = is_whisper(self.model)
-        with self._gate.request() as call:
+        with self._gate.request(audio_seconds=audio_seconds) as call:
             try:
                 with audio.open("rb") as fh, answer_limit(ANSWER_BYTES_EXTRA + ANSWER_BYTES_PER_CHAR * max_chars):
                     upload = (audio.name, fh)

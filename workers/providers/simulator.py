@@ -2,7 +2,8 @@
 
 Answers are deterministic (same audio → same transcript) and faults are drawn from random.Random(seed) in
 request order, so a failure seen once can be reproduced. Answer generation lives in simulator_fake, the
-defects of a bad translation (dropped, merged, empty, untranslated or cut-off items) in simulator_faults.
+defects of a bad translation (dropped, merged, empty, untranslated or cut-off items) in simulator_faults, and
+each provider's dialect of the chat API (what response_format it takes, its usage fields) in simulator_dialects.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args, get_origin
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -35,6 +36,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workers.errors import PermanentError
+from workers.providers import simulator_dialects as dialects
 from workers.providers import simulator_fake as fake
 from workers.providers import simulator_faults as tfaults
 from workers.providers.transcription import MAX_UPLOAD_BYTES, probe_duration
@@ -60,6 +62,9 @@ class SimulatorConfig(BaseModel):
     fault_slow: float = Field(default=0.0, ge=0, le=1, description="delay the answer by slow_seconds")
     slow_seconds: float = Field(default=5.0, ge=0)
     fault_refusal: float = Field(default=0.0, ge=0, le=1, description="chat answers with a refusal")
+    dialect: dialects.DialectName = Field(default="openai", description="the provider whose chat API to speak")
+    fault_blank: float = Field(default=0.0, ge=0, le=1, description="a JSON-mode (json_object) answer is blank: "
+                               "spaces with finish_reason=stop, as DeepSeek's")  # fmt: skip
     # per TranslationBatch request, each drawn independently; several can hit the same answer
     fault_drop: float = Field(default=0.0, ge=0, le=1, description="translations omit ~20% of ids (≥1)")
     fault_merge: float = Field(default=0.0, ge=0, le=1, description="two adjacent items come back as one")
@@ -83,9 +88,9 @@ class SimulatorConfig(BaseModel):
 
 
 def error(status: int, message: str, *, kind: str = "invalid_request_error", code: str | None = None,
-          headers: dict[str, str] | None = None) -> JSONResponse:  # fmt: skip
+          headers: dict[str, str] | None = None, param: str | None = None) -> JSONResponse:  # fmt: skip
     """An error in OpenAI's shape, so the SDK raises the same exception types as against the real API."""
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -97,6 +102,7 @@ class _Faults:
         self._rng = random.Random(config.seed)
         self._translation_rng = random.Random(f"{config.seed}:translation")  # keeps the stream above as it was
         self._answer_rng = random.Random(f"{config.seed}:answer")
+        self._blank_rng = random.Random(f"{config.seed}:blank")
         self._lock = threading.Lock()
         self.rates = {name: float(getattr(config, f"fault_{name}")) for name in tfaults.FAULTS}
         self._granted: collections.deque[float] = collections.deque()  # within the last 60 s, for rpm_limit
@@ -125,6 +131,11 @@ class _Faults:
         with self._lock:
             draws = [(name, self._answer_rng.random()) for name in ANSWER_FAULTS]
         return next((n for n, r in draws if r < float(getattr(self.config, f"fault_{n}"))), None)
+
+    def blank(self) -> bool:
+        """Whether this JSON-mode answer comes back blank (one draw per json_object answer)."""
+        with self._lock:
+            return self._blank_rng.random() < self.config.fault_blank
 
     def translation_seed(self) -> int:
         """One seed per TranslationBatch request that passed the gate, in request order."""
@@ -225,23 +236,40 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
             answer = _wrong_shape(answer)
         return _deliver(answer, fault, config.trickle_seconds)
 
+    dialect = dialects.DIALECTS[config.dialect]
+    cache = dialects.PromptCache()
+    chat_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=10_000)
+
+    @app.get("/debug/chat-log")
+    async def chat_log_seen() -> list[dict[str, Any]]:
+        """Each chat request (the last 10,000): the response_format type sent, the model, the status answered,
+        the cached tokens reported and the length of the serialized messages."""
+        return list(chat_log)
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         refused, refuse = await faults.gate(request)
-        if refused is not None:
-            return refused
         try:
             body = await request.json()
         except ValueError:
-            return error(400, "the request body is not valid JSON")
+            body = None
         messages = body.get("messages") if isinstance(body, dict) else None
-        if not isinstance(messages, list) or not messages or not body.get("model"):
-            return error(400, "'model' and a non-empty 'messages' list are required")
-        if body.get("stream"):
-            return error(400, "stream=true is not supported by the simulator")
+        prompt = json.dumps(messages, ensure_ascii=False) if isinstance(messages, list) else ""
+        model = str(body.get("model") or "") if isinstance(body, dict) else ""
+        entry = {"response_format": dialects.format_type(body), "model": model, "status": 200, "cached_tokens": 0,
+                 "prompt_chars": len(prompt)}  # fmt: skip
+        chat_log.append(entry)
+        if refused is None:
+            refused = _rejection(dialect, body, messages)
+        if refused is not None:
+            entry["status"] = refused.status_code
+            return refused
+        assert isinstance(body, dict) and isinstance(messages, list)
         count("chat", json.dumps(messages, sort_keys=True).encode())
-        content, cut = _content(faults, body, messages, refuse)
-        answer = _chat_completion(body, messages, content, cut, next(counter))
+        content, cut = dialects.content(faults, dialect, body, messages, refuse, config.fault_refuse_paragraph)
+        cached = dialects.reported_cache(dialect, cache.see(prompt, dialects.prompt_tokens(messages)))
+        entry["cached_tokens"] = cached
+        answer = dialects.completion(dialect, body, messages, content, cut, next(counter), cached)
         if config.llm_tokens_per_second:
             await asyncio.sleep(answer["usage"]["completion_tokens"] / config.llm_tokens_per_second)
         fault = faults.answer_fault()
@@ -297,52 +325,16 @@ def _measure(upload: UploadFile) -> float:
         return round(probe_duration(path), 3)
 
 
-def _content(faults: _Faults, body: dict[str, Any], messages: list[Any], refuse: bool) -> tuple[str | None, bool]:
-    """The answer text (None = refuse) and whether a translation fault cut it off at the length limit."""
-    paragraphs = tfaults.translation_paragraphs(messages, body.get("response_format"))
-    if paragraphs is None:
-        return (None if refuse else fake.chat_answer(messages, body.get("response_format"))), False
-    seed = faults.translation_seed()  # drawn even when refused, so later batches keep their faults
-    if refuse or (faults.config.fault_refuse_paragraph and tfaults.trips_filter(paragraphs)):
-        return None, False
-    answer = tfaults.tamper(fake.chat_answer(messages, body.get("response_format")), paragraphs, faults.rates, seed)
-    return answer.content, answer.cut_off
-
-
-def _tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
-
-
-def _chat_completion(
-    body: dict[str, Any], messages: list[Any], content: str | None, cut: bool, n: int
-) -> dict[str, Any]:
-    """A chat.completion object (a refusal when content is None); output cut by the simulated length limit
-    (`cut`) or beyond max(_completion)_tokens ends with finish_reason=length, as the OpenAI API reports it."""
-    prompt_tokens = sum(_tokens(fake.message_text(m)) for m in messages if isinstance(m, dict))
-    message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
-    finish = "length" if cut else "stop"
-    if content is None:
-        message["refusal"] = tfaults.REFUSAL
-        completion_tokens = _tokens(message["refusal"])
-    else:
-        completion_tokens = _tokens(content)
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        if isinstance(limit, int) and completion_tokens > limit:
-            content, completion_tokens, finish = content[: limit * 4], limit, "length"
-        message["content"] = content
-    return {
-        "id": f"chatcmpl-sim{n:08d}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": str(body["model"]),
-        "system_fingerprint": "pressroom-simulator",
-        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
+def _rejection(dialect: dialects.Dialect, body: Any, messages: Any) -> Response | None:
+    """The 400 for a malformed request or one this dialect does not take."""
+    if not isinstance(body, dict):
+        return error(400, "the request body is not valid JSON")
+    if not isinstance(messages, list) or not messages or not body.get("model"):
+        return error(400, "'model' and a non-empty 'messages' list are required")
+    if body.get("stream"):
+        return error(400, "stream=true is not supported by the simulator")
+    rejected = dialects.check(dialect, body, messages)
+    return None if rejected is None else error(400, rejected.message, code=rejected.code, param=rejected.param)
 
 
 def serve(port: int, config: SimulatorConfig | None = None, host: str = "127.0.0.1") -> None:
@@ -393,16 +385,22 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--config", type=Path, help="JSON file with SimulatorConfig fields")
     for name, field in SimulatorConfig.model_fields.items():  # each overrides the config file's value
-        annotation = next((a for a in get_args(field.annotation) if a is not type(None)), field.annotation)
-        kind: dict[str, Any] = {"action": "store_true"} if annotation is bool else {"type": annotation}
         text = (field.description or "").replace("%", "%%")
-        parser.add_argument(f"--{name.replace('_', '-')}", default=None, help=text, **kind)
+        parser.add_argument(f"--{name.replace('_', '-')}", default=None, help=text, **_flag(field.annotation))
     args = parser.parse_args(argv)
     config = SimulatorConfig.model_validate_json(args.config.read_text()) if args.config else SimulatorConfig()
     flags = {n: getattr(args, n) for n in SimulatorConfig.model_fields if getattr(args, n) is not None}
     config = SimulatorConfig.model_validate({**config.model_dump(), **flags})
     print(f"simulator on http://{args.host}:{args.port}/v1 (answers are labelled 【模拟】)", file=sys.stderr)
     serve(args.port, config, host=args.host)
+
+
+def _flag(annotation: Any) -> dict[str, Any]:
+    """argparse keywords for a config field: choices for a Literal, a switch for a bool, else its type."""
+    if get_origin(annotation) is Literal:
+        return {"choices": list(get_args(annotation))}
+    annotation = next((a for a in get_args(annotation) if a is not type(None)), annotation)
+    return {"action": "store_true"} if annotation is bool else {"type": annotation}
 
 
 if __name__ == "__main__":

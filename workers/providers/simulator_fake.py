@@ -122,15 +122,35 @@ def looping_transcript(answer: dict[str, Any] | str, chars: int) -> dict[str, An
     return {**answer, "text": looped}
 
 
-# --- chat -------------------------------------------------------------------------------------------------
+# --- chat ----------------------------------------------------------------------------------------------
+SCHEMA_LINE = "JSON schema of the answer: "  # a system-message line, then the schema as compact JSON
+
+
+def requested_schema(
+    messages: list[Any], response_format: dict[str, Any] | None
+) -> tuple[str, dict[str, Any]] | None:
+    """What JSON the request asks for, as (name, schema): response_format's json_schema, else the SCHEMA_LINE
+    of a system message (how a client asks in json_object and text modes; the name is the schema's title)."""
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema")
+        spec = spec if isinstance(spec, dict) else {}
+        schema = spec.get("schema")
+        return str(spec.get("name", "")), schema if isinstance(schema, dict) and schema else {"type": "object"}
+    for message in messages:
+        if isinstance(message, dict) and message.get("role") in ("system", "developer"):
+            for line in message_text(message).splitlines():
+                if line.startswith(SCHEMA_LINE) and isinstance(schema := _load_json(line[len(SCHEMA_LINE) :]), dict):
+                    return str(schema.get("title", "")), schema
+    return None
+
+
 def chat_answer(messages: list[dict[str, Any]], response_format: dict[str, Any] | None) -> str:
-    """The assistant's content: JSON for structured requests, a short marked sentence otherwise."""
+    """The assistant's content: JSON when a schema is asked for (requested_schema), a small JSON object in
+    JSON mode without one, a short marked sentence otherwise."""
     user = last_user_text(messages)
-    kind = (response_format or {}).get("type", "text")
-    if kind == "json_schema":
-        spec = response_format.get("json_schema", {}) if response_format else {}
-        schema = spec.get("schema") or {"type": "object", "properties": {}}
-        name = spec.get("name", "")
+    asked = requested_schema(messages, response_format)
+    if asked is not None:
+        name, schema = asked
         if name == "TranslationBatch":
             value = fake_translation_batch(schema, user)
         elif name in {"TagSuggestion", "PartNotes"}:  # notes on a part of a long talk: the same entities
@@ -138,7 +158,7 @@ def chat_answer(messages: list[dict[str, Any]], response_format: dict[str, Any] 
         else:
             value = fake_value(schema, schema)
         return json.dumps(value, ensure_ascii=False)
-    if kind == "json_object":
+    if (response_format or {}).get("type") == "json_object":
         return json.dumps({"answer": f"{MARK}收到{len(user)}个字符。"}, ensure_ascii=False)
     return f"{MARK}收到，共{len(user)}个字符。"
 

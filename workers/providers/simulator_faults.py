@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from workers.providers.simulator_fake import last_user_text
+from workers.providers.simulator_fake import last_user_text, requested_schema
 
 REFUSE_MARKER = "[[refuse]]"
 REFUSAL = "【模拟】I'm sorry, I can't help with that request."
@@ -34,11 +34,10 @@ class Tampered:
 def translation_paragraphs(
     messages: list[Any], response_format: dict[str, Any] | None
 ) -> list[dict[str, Any]] | None:
-    """The paragraphs ({"id", "text"}) of a TranslationBatch request; None for any other request."""
-    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
-        return None
-    spec = response_format.get("json_schema")
-    if not isinstance(spec, dict) or spec.get("name") != "TranslationBatch":
+    """The paragraphs ({"id", "text"}) of a TranslationBatch request (by json_schema or the system message's
+    schema line, whatever the response_format); None for any other request."""
+    asked = requested_schema(messages, response_format)
+    if asked is None or asked[0] != "TranslationBatch":
         return None
     try:
         request = json.loads(last_user_text(messages))

@@ -3,6 +3,7 @@ long), names in their canonical spelling; the rest of the front matter from the 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -94,8 +95,8 @@ def tag(metadata: VideoMetadata, translation: Translation, llm: LLM, defaults: F
             r = llm.parse(system=MAP_SYSTEM, user=json.dumps(part, ensure_ascii=False), schema=PartNotes)
             return r.value, r.input_tokens, r.output_tokens
 
-        with ThreadPoolExecutor(MAP_WORKERS) as pool:
-            mapped = list(pool.map(notes, pieces))
+        with ThreadPoolExecutor(MAP_WORKERS) as pool:  # each in a copy of this context: the calls' payer
+            mapped = list(pool.map(lambda piece: contextvars.copy_context().run(notes, piece), pieces))
         payload["notes_on_each_part"] = [m[0].model_dump() for m in mapped]
         tokens_in, tokens_out = sum(m[1] for m in mapped), sum(m[2] for m in mapped)
     result = llm.parse(system=SYSTEM, user=json.dumps(payload, ensure_ascii=False), schema=TagSuggestion)
