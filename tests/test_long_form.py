@@ -58,7 +58,7 @@ def test_a_long_talk_is_chunked_at_silences_and_joined_exactly(tmp_path: Path, s
     post, store = _run(make_talk(tmp_path / "talk.m4a", 25 * 60), tmp_path, simulator)
     transcript, step_dir = _transcript(store)
     plan = json.loads((step_dir / "plan.json").read_text())
-    assert len(plan) == 6 and plan[-1]["end"] == transcript.duration  # 5-minute pieces at most
+    assert len(plan) == 8 and plan[-1]["end"] == transcript.duration  # ≤ 5 min each, in waves of 4 (embedded)
     assert all(a["end"] == b["start"] for a, b in itertools.pairwise(plan))
     assert all(p["end"] % 9 >= 8 for p in plan[:-1])  # every cut is in a silence (8 s tone, 1 s silence)
     parts = [TranscriptionResult.model_validate_json((step_dir / "parts" / f"{i:04d}.json").read_bytes())

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from workers.providers import simulator
 from workers.providers.simulator import SimulatorConfig, running_simulator
 from workers.providers.simulator_dialects import DIALECTS, JSON_WORD_MESSAGE, DialectName, is_reasoning
-from workers.providers.simulator_fake import MARK, SCHEMA_LINE, fake_zh
+from workers.providers.simulator_fake import MARK, SCHEMA_LINE, count_tokens, fake_zh
 
 
 class ParagraphTranslation(BaseModel):
@@ -190,7 +190,8 @@ def test_reasoning_models(model: str) -> None:
     assert message["reasoning_content"].startswith(MARK)
     reasoning = usage["completion_tokens_details"]["reasoning_tokens"]
     assert reasoning > 0
-    assert usage["completion_tokens"] == reasoning + -(-len(message["content"]) // 4)
+    assert reasoning == count_tokens(message["reasoning_content"])  # one token a CJK character
+    assert usage["completion_tokens"] == reasoning + count_tokens(message["content"])
     assert_full_batch(TranslationBatch.model_validate_json(message["content"]))
     assert too_old.status_code == 400 and too_old.json()["error"]["message"] == (
         "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."
@@ -247,7 +248,7 @@ def test_the_cli_takes_a_dialect(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     shown = subprocess.run([sys.executable, "-m", "workers.cli", "simulate", "--help"], capture_output=True,
                            text=True, check=True, cwd=Path(__file__).parents[1]).stdout  # fmt: skip
     assert "--dialect" in shown and "{openai,deepseek,qwen,moonshot,zhipu,gemini,openrouter," in shown
-    assert "--fault-blank" in shown
+    assert "--fault-blank" in shown and "--translation-ratio" in shown
     served: list[SimulatorConfig] = []
     monkeypatch.setattr(simulator, "serve", lambda port, config, host: served.append(config))
     simulator.main(["--dialect", "deepseek", "--fault-blank", "0.25"])

@@ -152,10 +152,11 @@ def test_translation_faults_are_deterministic_and_independent() -> None:
 
 
 def test_fake_translation_depends_only_on_the_paragraph() -> None:
-    odd = [{"id": "intro", "text": "Hello there."}, *PARAGRAPHS[6:9]]
+    odd = [{"id": "intro", "text": "Hello there."}, *PARAGRAPHS[6:9], {"id": "long", "text": "We talked. " * 40}]
     with running_simulator() as url:
         alone = {t.id: t.zh for t in translate(url, odd).translations}
         together = {t.id: t.zh for t in translate(url, PARAGRAPHS[:6] + odd[::-1]).translations}
     assert alone == {i: together[i] for i in alone}
+    assert alone["long"] == fake_zh(odd[-1]) and len(alone["long"]) > 80  # padded to the English's length
     assert alone["p0008"] == EXPECTED["p0008"] == f"{MARK}第8段译文，原文{len(TEXTS['p0008'].split())}个词。"
     assert alone["intro"] == f"{MARK}第intro段译文，原文2个词。"

@@ -75,6 +75,9 @@ def create_app(settings: Settings) -> Any:
     from workers.keepalive import KeepDeliveriesAlive
 
     app.steps["consumer"].add(KeepDeliveriesAlive)
+    from workers.capacity import AnnounceCapacity
+
+    app.steps["consumer"].add(AnnounceCapacity)
     from workers.tasks import register_tasks
     from workers.watch.tasks import register_watch_tasks
 

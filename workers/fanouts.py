@@ -9,7 +9,9 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from schemas.artifacts import DownloadArtifact, Paragraph, Transcript
+from schemas.pipeline import Step
 from workers import keys
+from workers.capacity import balanced_parts
 from workers.delivery import FanOut, InEvent, Outcome
 from workers.errors import SkipRun
 from workers.glossary import correct, transcription_prompt
@@ -21,6 +23,8 @@ from workers.steps.captions import captions_transcript, pick_captions
 from workers.steps.media import probe
 from workers.steps.paragraphs import build_paragraphs
 from workers.storage import get_model, put_model
+
+MIN_PART_SECONDS = 60.0  # shorter transcription parts than this are not worth a request of their own
 
 _PARAGRAPHS = TypeAdapter(list[Paragraph])
 
@@ -49,11 +53,16 @@ def _transcribe_plan(rt: Runtime, event: InEvent, prefix: str, workdir: Path) ->
     limit = chunking.max_chunk_seconds(chunking.CHUNK_BITRATE_BPS, model=rt.settings.transcription_model,
                                        cap_seconds=rt.settings.transcription_chunk_seconds)
     duration = dl.metadata.duration
-    if 0 < duration <= limit and dl.audio_bytes < chunking.SIZE_MARGIN * MAX_UPLOAD_BYTES:
+    # as many parts as the transcribe workers can take in full waves (workers/capacity.py), each ≤ the limit
+    parts = balanced_parts(duration, limit, rt.capacity(Step.transcribe), MIN_PART_SECONDS) if duration else 1
+    if 0 < duration <= limit and parts == 1 and dl.audio_bytes < chunking.SIZE_MARGIN * MAX_UPLOAD_BYTES:
         return [{"start": 0.0, "end": duration, "whole": True}]
     audio = rt.store.get_file(dl.audio_key, workdir / "audio.m4a")
     duration = duration or probe(audio).duration
-    chunks = chunking.plan_chunks(duration, chunking.detect_silences(audio), max_seconds=limit)
+    share = duration / max(1, parts)
+    longest = min(limit, share * 1.1) if parts > 1 else limit  # room to cut in a silence near each share
+    chunks = chunking.plan_chunks(duration, chunking.detect_silences(audio), max_seconds=longest,
+                                  target_seconds=min(share, longest) if parts > 1 else None)
     return [{"start": c.start, "end": c.end, "whole": len(chunks) == 1} for c in chunks]
 
 
@@ -110,7 +119,9 @@ def _translate_plan(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> 
 
         raise PermanentError(f"the transcript of {event.video_id} has no words: is the audio silent?")
     rt.store.put_bytes(prefix + "paragraphs.json", _PARAGRAPHS.dump_json(paragraphs), if_absent=True)
-    return [{"start": a, "end": b} for a, b in tr.plan_chunks(paragraphs)]
+    words = sum(len(p.source.split()) for p in paragraphs)
+    parts = balanced_parts(words, tr.CHUNK_WORDS, rt.capacity(Step.translate), tr.MIN_CHUNK_WORDS)
+    return [{"start": a, "end": b} for a, b in tr.plan_chunks(paragraphs, words / parts)]
 
 
 def _translate_part(rt: Runtime, event: InEvent, prefix: str, part: dict[str, Any], workdir: Path

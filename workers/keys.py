@@ -86,6 +86,12 @@ def limiter_key(endpoint: str, what: str) -> str:
     return f"{PREFIX}:limit:{endpoint}:{what}"
 
 
+def capacity_key(queue: str) -> str:
+    """Sorted set: "<worker node>|<concurrency>" of each worker consuming the queue, scored by when its
+    announcement lapses (workers/capacity.py)."""
+    return f"{PREFIX}:capacity:{queue}"
+
+
 def spend_key(what: str) -> str:
     """String (a float of USD): what a run ("run:<id>"), a channel on a day ("channel:<id>:<date>") or all runs
     on a day ("day:<date>") spent on providers, for the budget caps (workers/budget.py)."""

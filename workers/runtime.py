@@ -47,6 +47,19 @@ class Runtime:
 
         return MetricsStore(self.state.kv)
 
+    def capacity(self, step: Step) -> int:
+        """Pool processes serving the step's queue now (workers/capacity.py), or PRESSROOM_PLAN_WORKERS."""
+        from workers import keys
+        from workers.capacity import live_capacity
+        from workers.state import is_redis
+
+        if is_redis(self.state.kv):
+            try:
+                return live_capacity(self.state.kv, keys.QUEUES[step]) or self.settings.plan_workers
+            except Exception:  # Redis trouble here is the delivery's business, not planning's
+                return self.settings.plan_workers
+        return self.settings.plan_workers
+
     def glossary(self, run: RunSpec) -> Glossary:
         """The run's glossary (stored by content hash, so it is read once per process)."""
         if not run.glossary_key:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     transcription_max_retries: int = Field(
         default=2, ge=0, description="quick in-request retries (429 with Retry-After, 5xx) before the step's own"
     )
+    plan_workers: int = Field(
+        default=4, ge=1, le=1000, description="pool processes to plan a fanned-out step's parts for when no "
+        "worker of its queue announces itself (embedded mode, or workers not started yet)")
     transcription_chunk_seconds: float = Field(
         default=300.0, ge=60, le=4200, description="longest piece of audio sent in one transcription request")
     llm_provider: ProviderName = Field(

@@ -56,6 +56,8 @@ class SimulatorConfig(BaseModel):
     latency: float = Field(default=0.0, ge=0, description="seconds added to every request")
     transcribe_seconds_per_audio_minute: float = Field(default=0.0, ge=0)
     llm_tokens_per_second: float = Field(default=0.0, ge=0, description="0 = answer at once")
+    translation_ratio: float = Field(default=fake.TRANSLATION_RATIO, ge=0, description="a simulated translation's "
+                                     "tokens per English token (1.0: real length; 0: short stubs)")  # fmt: skip
     fault_429: float = Field(default=0.0, ge=0, le=1, description="answer 429 with a Retry-After header")
     retry_after: float = Field(default=1.0, ge=0, description="Retry-After seconds sent with a 429")
     fault_500: float = Field(default=0.0, ge=0, le=1, description="answer 500")
@@ -266,7 +268,8 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
             return refused
         assert isinstance(body, dict) and isinstance(messages, list)
         count("chat", json.dumps(messages, sort_keys=True).encode())
-        content, cut = dialects.content(faults, dialect, body, messages, refuse, config.fault_refuse_paragraph)
+        content, cut = dialects.content(faults, dialect, body, messages, refuse, config.fault_refuse_paragraph,
+                                        config.translation_ratio)
         cached = dialects.reported_cache(dialect, cache.see(prompt, dialects.prompt_tokens(messages)))
         entry["cached_tokens"] = cached
         answer = dialects.completion(dialect, body, messages, content, cut, next(counter), cached)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ CacheUsage = Literal["details", "hit_miss", "none"]
 
 CACHE_MIN_TOKENS = 1024  # OpenAI's rule: shorter prompts are never cached (applied to every dialect)
 CACHE_BLOCK_TOKENS = 128  # cached prefixes count in whole blocks of this many tokens
-CHARS_PER_TOKEN = 4  # as the simulator counts tokens everywhere
+CHARS_PER_TOKEN = fake.CHARS_PER_TOKEN  # cached prefixes are kept in blocks of this many characters a token
 BLANK = " " * 8  # DeepSeek's JSON mode answers spaces when what it wrote was not JSON
 FENCE_INTRO = "Here is the JSON you asked for:\n```json\n"
 REASONING_PARAMETERS = ("max_tokens", "temperature", "top_p", "presence_penalty", "frequency_penalty", "logprobs")
@@ -129,18 +128,19 @@ class Draws(Protocol):
 
 
 def content(draws: Draws, dialect: Dialect, body: dict[str, Any], messages: list[Any], refuse: bool,
-            refuse_paragraph: bool) -> tuple[str | None, bool]:  # fmt: skip
-    """The answer text (None = refuse) and whether a translation fault cut it off at the length limit."""
+            refuse_paragraph: bool, ratio: float = fake.TRANSLATION_RATIO) -> tuple[str | None, bool]:  # fmt: skip
+    """The answer text (None = refuse) and whether a translation fault cut it off at the length limit;
+    `ratio`: a translation's tokens per English token (fake.chat_answer)."""
     fmt, kind = body.get("response_format"), format_type(body)
     blank = kind == "json_object" and draws.blank()  # drawn for every JSON-mode answer, refused or not
     paragraphs = tfaults.translation_paragraphs(messages, fmt)
     if paragraphs is None:
-        text, cut = (None if refuse else fake.chat_answer(messages, fmt)), False
+        text, cut = (None if refuse else fake.chat_answer(messages, fmt, ratio)), False
     else:
         seed = draws.translation_seed()  # drawn even when refused, so later batches keep their faults
         if refuse or (refuse_paragraph and tfaults.trips_filter(paragraphs)):
             return None, False
-        answer = tfaults.tamper(fake.chat_answer(messages, fmt), paragraphs, draws.rates, seed)
+        answer = tfaults.tamper(fake.chat_answer(messages, fmt, ratio), paragraphs, draws.rates, seed)
         text, cut = answer.content, answer.cut_off
     if text is None:
         return None, False
@@ -157,7 +157,8 @@ def fenced(content: str, cut: bool) -> str:
 
 
 def tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+    """A text's tokens: one per CJK character, one per four other characters (fake.count_tokens)."""
+    return fake.count_tokens(text)
 
 
 def prompt_tokens(messages: list[Any]) -> int:
@@ -215,7 +216,8 @@ def completion(
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if isinstance(limit, int) and completion_tokens > limit:
             reasoning = min(reasoning, limit)  # a model that thinks past the limit has nothing left to say
-            content, completion_tokens, finish = content[: (limit - reasoning) * CHARS_PER_TOKEN], limit, "length"
+            content = fake.cut_to_tokens(content, limit - reasoning)
+            completion_tokens, finish = reasoning + tokens(content), "length"
         message["content"] = content
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,

@@ -3,6 +3,10 @@
 Everything it invents is marked, so a rehearsal can never pass for real output: every Chinese string and
 every name starts with 【模拟】, every tag with "simulated-", and each sentence of the built-in sample
 transcript (the English a rehearsal "hears" unless given a transcript of its own) with 【模拟】 too.
+
+What it invents has the real shape, so benchmarks and rehearsals measure real work: a paragraph's "translation"
+is about `ratio` times as many tokens as its English (marked text padded with filler Chinese), a summary is
+a few sentences long. Ratio 0 gives short stubs instead.
 """
 
 from __future__ import annotations
@@ -18,6 +22,15 @@ MARK = "【模拟】"
 WORDS_PER_SECOND = 150 / 60  # a typical speaking rate
 SAMPLE_TRANSCRIPT = Path(__file__).with_name("sample_transcript.txt")
 GROUP = 6  # paragraphs per simulated section
+TRANSLATION_RATIO = 1.0  # default Chinese tokens per English token of a simulated translation
+CHARS_PER_TOKEN = 4  # characters per token of any text but CJK (one token a character)
+JSON_TOKENS_PER_ITEM = 10  # the JSON around one translation item, with its share of the section list
+SUMMARY_CHARS = 200  # a summary's length in characters (2-4 Chinese sentences)
+NOTES_TOKENS = 120  # the length of a part's notes (3-5 English sentences)
+_FILLER_ZH = "我们在这里讨论的是模型在真实产品中的表现，以及团队如何一步一步改进它。这段文字只是占位，长度与原文相当。"
+_FILLER_EN = " This simulated note stands in for a real summary of the part, at about the length of one."
+# one token each: CJK ideographs (extension A, unified, compatibility), CJK punctuation and fullwidth forms
+_CJK_TOKEN = re.compile("[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _STOPWORD_TEXT = (
@@ -144,17 +157,20 @@ def requested_schema(
     return None
 
 
-def chat_answer(messages: list[dict[str, Any]], response_format: dict[str, Any] | None) -> str:
+def chat_answer(
+    messages: list[dict[str, Any]], response_format: dict[str, Any] | None, ratio: float = TRANSLATION_RATIO
+) -> str:
     """The assistant's content: JSON when a schema is asked for (requested_schema), a small JSON object in
-    JSON mode without one, a short marked sentence otherwise."""
+    JSON mode without one, a short marked sentence otherwise. `ratio`: a translation's tokens per English
+    token (0: short stubs, for translations and summaries alike)."""
     user = last_user_text(messages)
     asked = requested_schema(messages, response_format)
     if asked is not None:
         name, schema = asked
         if name == "TranslationBatch":
-            value = fake_translation_batch(schema, user)
+            value = fake_translation_batch(schema, user, ratio)
         elif name in {"TagSuggestion", "PartNotes"}:  # notes on a part of a long talk: the same entities
-            value = fake_tag_suggestion(schema, user)
+            value = fake_tag_suggestion(schema, user, ratio, notes=name == "PartNotes")
         else:
             value = fake_value(schema, schema)
         return json.dumps(value, ensure_ascii=False)
@@ -178,8 +194,8 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
     return message_text(users[-1]) if users else ""
 
 
-def fake_translation_batch(schema: dict[str, Any], user: str) -> dict[str, Any]:
-    """One marked "translation" per paragraph, in order, and a section start every 6 paragraphs.
+def fake_translation_batch(schema: dict[str, Any], user: str, ratio: float = TRANSLATION_RATIO) -> dict[str, Any]:
+    """One marked "translation" per paragraph (fake_zh), in order, and a section start every 6 paragraphs.
 
     A paragraph's "translation" depends on its id and text alone, never on the rest of the batch."""
     props = _properties(schema, schema)
@@ -190,7 +206,7 @@ def fake_translation_batch(schema: dict[str, Any], user: str) -> dict[str, Any]:
     items = [p for p in paragraphs if isinstance(p, dict) and "id" in p]
     translation_schema = _items(props["translations"], schema)
     translations = [
-        fake_object(translation_schema, schema, {"id": str(p["id"]), "zh": fake_zh(p)}) for p in items
+        fake_object(translation_schema, schema, {"id": str(p["id"]), "zh": fake_zh(p, ratio)}) for p in items
     ]
     overrides: dict[str, Any] = {"translations": translations}
     if "sections" in props:
@@ -202,16 +218,24 @@ def fake_translation_batch(schema: dict[str, Any], user: str) -> dict[str, Any]:
     return fake_object(schema, schema, overrides)
 
 
-def fake_tag_suggestion(schema: dict[str, Any], user: str) -> dict[str, Any]:
-    """Marked title/summary, slugs of the most frequent words, and entities that appear in the text."""
+def fake_tag_suggestion(
+    schema: dict[str, Any], user: str, ratio: float = TRANSLATION_RATIO, *, notes: bool = False
+) -> dict[str, Any]:
+    """Marked title/summary, slugs of the most frequent words, and entities that appear in the text. The
+    summary is SUMMARY_CHARS long (a part's notes: NOTES_TOKENS of English) unless ratio is 0."""
     text = " ".join(_strings(_load_json(user))) or user
     words = [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'-]+", text)]
+    summary = f"{MARK}这是一段模拟摘要，原文约{len(words)}个词。"
+    if ratio and notes:
+        summary = padded(f"{MARK}Simulated notes on {len(words)} words.", NOTES_TOKENS, _FILLER_EN)
+    elif ratio:
+        summary = padded(summary, SUMMARY_CHARS)
     common = Counter(w for w in words if len(w) >= 4 and w not in _STOPWORDS).most_common()
     tags = [re.sub(r"[^a-z0-9]+", "-", w).strip("-") for w, _ in common[:5]]
     people = [n for n in dict.fromkeys(_NAME.findall(text)) if n.split()[0] not in _NOT_NAMES][:5]
     return fake_object(schema, schema, {
         "title": f"{MARK}{(tags or ['访谈'])[0]}访谈",
-        "summary": f"{MARK}这是一段模拟摘要，原文约{len(words)}个词。",
+        "summary": summary,
         "tags": [f"simulated-{t}" for t in dict.fromkeys(tags) if t] or ["simulated"],
         "people": _marked(people),
         "companies_orgs": _marked([o for o in _ORGS if re.search(rf"\b{re.escape(o)}\b", text)]),
@@ -310,15 +334,48 @@ def _items(array_schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]
     return _resolve(_resolve(array_schema, root).get("items", {}), root)
 
 
-def fake_zh(paragraph: dict[str, Any]) -> str:
-    """Unmistakably fake: the mark, the paragraph number (the id's last digits, else the id itself) and the
-    source's word count: the same paragraph reads the same however it is batched."""
+def fake_zh(paragraph: dict[str, Any], ratio: float = TRANSLATION_RATIO) -> str:
+    """Unmistakably fake: the mark, the paragraph number (the id's last digits, else the id itself), the
+    source's word count and the product-like terms it mentions, padded with filler Chinese to `ratio` times
+    the English's tokens (less the JSON around an item, so a whole answer is about ratio times its English).
+    Ratio 0, or a paragraph too short to pad, gives the stub alone. The same paragraph reads the same however
+    it is batched."""
     digits = re.findall(r"\d+", str(paragraph["id"]))
     number = int(digits[-1]) if digits else str(paragraph["id"])
     text = str(paragraph.get("text", ""))
     terms = list(dict.fromkeys(_TERM.findall(text)))[:3]
     mentions = f"，提到 {'、'.join(terms)}" if terms else ""
-    return f"{MARK}第{number}段译文，原文{len(text.split())}个词{mentions}。"
+    stub = f"{MARK}第{number}段译文，原文{len(text.split())}个词{mentions}。"
+    return padded(stub, round(ratio * count_tokens(text)) - JSON_TOKENS_PER_ITEM) if ratio else stub
+
+
+def padded(text: str, tokens: int, filler: str = _FILLER_ZH) -> str:
+    """`text` followed by `filler` (cycled, from its start) until it is `tokens` tokens long, if it is shorter."""
+    short = tokens - count_tokens(text)
+    if short <= 0:
+        return text
+    return cut_to_tokens(text + filler * (short * CHARS_PER_TOKEN // len(filler) + 1), tokens)
+
+
+# --- tokens ----------------------------------------------------------------------------------------------
+def count_tokens(text: str) -> int:
+    """Tokens as the simulator counts them: one per CJK character (ideographs, CJK punctuation, fullwidth
+    forms) plus one per CHARS_PER_TOKEN other characters, rounded up."""
+    cjk = len(_CJK_TOKEN.findall(text))
+    return cjk + -(-(len(text) - cjk) // CHARS_PER_TOKEN)
+
+
+def cut_to_tokens(text: str, budget: int) -> str:
+    """The longest start of `text` of at most `budget` tokens (exactly `budget` when `text` has more)."""
+    cjk = other = 0
+    for i, char in enumerate(text):
+        if _CJK_TOKEN.match(char):
+            cjk += 1
+        else:
+            other += 1
+        if cjk + -(-other // CHARS_PER_TOKEN) > budget:
+            return text[:i]
+    return text
 
 
 def _load_json(text: str) -> Any:

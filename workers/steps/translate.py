@@ -5,6 +5,7 @@ for again with what was wrong; a cut-off answer splits its batch; a refusal mark
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from workers.providers.llm import LLM
 from workers.steps.paragraphs import build_paragraphs
 
 PROMPT_VERSION = "translate-v4"
-CHUNK_WORDS = 1000  # English words per part: big enough that instructions and context stay under ~30% of input
+CHUNK_WORDS = 1000  # English words per part at most: big enough that instructions and context stay under ~30%
+MIN_CHUNK_WORDS = 300  # …and at least this many, when more parts would fill idle workers
 DESCRIPTION_CHARS = 400  # the gist of the description; every request carries it
 PREVIOUS_WORDS = 80  # the tail of the paragraphs before the chunk, for continuity
 MAX_TRIES = 6  # bad answers for one paragraph before it is marked for a human
@@ -88,15 +90,19 @@ class ChunkResult(Model):
     requests: int = 0
 
 
-def plan_chunks(paragraphs: list[Paragraph], words: int = CHUNK_WORDS) -> list[tuple[int, int]]:
-    """Index ranges [start, end) of consecutive paragraphs of about `words` English words each."""
+def plan_chunks(paragraphs: list[Paragraph], words: float = CHUNK_WORDS) -> list[tuple[int, int]]:
+    """Index ranges [start, end) of consecutive paragraphs, as many as `words` English words a chunk needs,
+    cut where the running word count passes each even share, so the chunks come out about equally long."""
+    counts = [len(p.source.split()) for p in paragraphs]
+    total = sum(counts)
+    parts = max(1, math.ceil(total / max(1.0, words)))
     ranges: list[tuple[int, int]] = []
-    start = count = 0
-    for i, p in enumerate(paragraphs):
-        count += len(p.source.split())
-        if count >= words:
+    start, running = 0, 0
+    for i, count in enumerate(counts):
+        running += count
+        if len(ranges) < parts - 1 and running >= total * (len(ranges) + 1) / parts:
             ranges.append((start, i + 1))
-            start, count = i + 1, 0
+            start = i + 1
     if start < len(paragraphs):
         ranges.append((start, len(paragraphs)))
     return ranges
