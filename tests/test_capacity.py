@@ -33,7 +33,7 @@ def _paragraphs(words: list[int]) -> list[Paragraph]:
 def test_translation_chunks_come_out_about_equally_long() -> None:
     paragraphs = _paragraphs([120, 80, 95, 130, 60, 110, 90, 100, 105, 85] * 6)
     total = sum(len(p.source.split()) for p in paragraphs)
-    ranges = plan_chunks(paragraphs, total / 8)
+    ranges = plan_chunks(paragraphs, parts=8)
     sizes = [sum(len(p.source.split()) for p in paragraphs[a:b]) for a, b in ranges]
     assert len(ranges) == 8 and sum(sizes) == total
     assert max(sizes) <= 1.25 * total / 8 and min(sizes) >= 0.75 * total / 8

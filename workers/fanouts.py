@@ -121,7 +121,7 @@ def _translate_plan(rt: Runtime, event: InEvent, prefix: str, workdir: Path) -> 
     rt.store.put_bytes(prefix + "paragraphs.json", _PARAGRAPHS.dump_json(paragraphs), if_absent=True)
     words = sum(len(p.source.split()) for p in paragraphs)
     parts = balanced_parts(words, tr.CHUNK_WORDS, rt.capacity(Step.translate), tr.MIN_CHUNK_WORDS)
-    return [{"start": a, "end": b} for a, b in tr.plan_chunks(paragraphs, words / parts)]
+    return [{"start": a, "end": b} for a, b in tr.plan_chunks(paragraphs, parts=parts)]
 
 
 def _translate_part(rt: Runtime, event: InEvent, prefix: str, part: dict[str, Any], workdir: Path

@@ -90,12 +90,14 @@ class ChunkResult(Model):
     requests: int = 0
 
 
-def plan_chunks(paragraphs: list[Paragraph], words: float = CHUNK_WORDS) -> list[tuple[int, int]]:
-    """Index ranges [start, end) of consecutive paragraphs, as many as `words` English words a chunk needs,
-    cut where the running word count passes each even share, so the chunks come out about equally long."""
+def plan_chunks(paragraphs: list[Paragraph], words: int = CHUNK_WORDS, parts: int | None = None
+                ) -> list[tuple[int, int]]:
+    """Index ranges [start, end) of consecutive paragraphs: `parts` chunks (default: as many as `words`
+    English words a chunk need), cut where the running word count passes each even share, so the chunks
+    come out about equally long."""
     counts = [len(p.source.split()) for p in paragraphs]
     total = sum(counts)
-    parts = max(1, math.ceil(total / max(1.0, words)))
+    parts = max(1, parts or math.ceil(total / max(1, words)))
     ranges: list[tuple[int, int]] = []
     start, running = 0, 0
     for i, count in enumerate(counts):
