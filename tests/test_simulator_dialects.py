@@ -15,31 +15,12 @@ from typing import Any, get_args
 import httpx2
 import openai
 import pytest
-from pydantic import BaseModel, ConfigDict
 
+from tests.test_simulator_faults import TranslationBatch  # the strict schema the simulator's answers must fit
 from workers.providers import simulator
 from workers.providers.simulator import SimulatorConfig, running_simulator
 from workers.providers.simulator_dialects import DIALECTS, JSON_WORD_MESSAGE, DialectName, is_reasoning
 from workers.providers.simulator_fake import MARK, SCHEMA_LINE, count_tokens, fake_zh
-
-
-class ParagraphTranslation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str
-    zh: str
-
-
-class SectionStart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    paragraph_id: str
-    heading: str
-
-
-class TranslationBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    translations: list[ParagraphTranslation]
-    sections: list[SectionStart]
-
 
 PARAGRAPHS = [{"id": f"p{i:04d}", "text": f"Sentence {i} of the talk, about GPT-5."} for i in range(1, 9)]
 USER = json.dumps({"title": "A talk", "description": "", "paragraphs": PARAGRAPHS})

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from typing import Any
 
 import httpx2
@@ -75,27 +76,29 @@ class _Completion(pydantic.BaseModel):
 
 
 class ModeMemory:
-    """Which mode an `auto` endpoint turned out to accept, shared by every worker through run state's KV."""
+    """Which mode an `auto` endpoint turned out to accept, shared by every worker through run state's KV.
+    Read at most every RECHECK seconds per endpoint (most endpoints never fall back: nothing to find)."""
+
+    RECHECK = 30.0
 
     def __init__(self, kv: Any = None) -> None:
         self.kv = kv
-        self._local: dict[str, str] = {}
+        self._local: dict[str, tuple[str | None, float]] = {}
 
     def get(self, endpoint: str) -> str | None:
-        if endpoint in self._local:
-            return self._local[endpoint]
-        value = None
-        if self.kv is not None:
-            try:
-                value = self.kv.get(keys.llm_mode_key(endpoint))
-            except Exception:  # Redis away for a moment: json_schema is tried again, which is only a request
-                value = None
-        if value:
-            self._local[endpoint] = value if isinstance(value, str) else value.decode()
-        return self._local.get(endpoint)
+        mode, checked = self._local.get(endpoint, (None, -self.RECHECK))
+        if mode is not None or self.kv is None or time.monotonic() - checked < self.RECHECK:
+            return mode
+        try:
+            value = self.kv.get(keys.llm_mode_key(endpoint))
+        except Exception:  # Redis away for a moment: json_schema is tried again, which is only a request
+            value = None
+        mode = value.decode() if isinstance(value, bytes) else value
+        self._local[endpoint] = (mode, time.monotonic())
+        return mode
 
     def set(self, endpoint: str, mode: str) -> None:
-        self._local[endpoint] = mode
+        self._local[endpoint] = (mode, time.monotonic())
         if self.kv is not None:
             try:
                 self.kv.set(keys.llm_mode_key(endpoint), mode)
