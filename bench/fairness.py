@@ -40,7 +40,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +50,8 @@ import redis
 if __package__ in (None, ""):  # run as a script: make `bench` and `workers` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.long_episode import make_talk
-from bench.overhead import BROKER_URL, STEPS, _interrupt, _tails, clean_env, stop_workers, workers
+from bench.long_episode import make_talk, scratch
+from bench.overhead import BROKER_URL, STEPS, _tails, clean_env, workers
 
 FANNED = ("transcribe", "translate")
 _PART_LINE = re.compile(r"Task pressroom\.([a-z]+)\.part\[[^\]]+\] succeeded in ([0-9.]+)s: '([a-z-]+)'")
@@ -284,18 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llm-tokens-per-second", type=float, default=50.0, help="LLM output speed")
     parser.add_argument("--llm-latency", type=float, default=0.5, help="seconds added to every request")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     from workers.providers.simulator import SimulatorConfig, running_simulator
 
-    redis.Redis.from_url(BROKER_URL).ping()
     config = SimulatorConfig(latency=args.llm_latency, llm_tokens_per_second=args.llm_tokens_per_second,
                              transcribe_seconds_per_audio_minute=args.transcribe_seconds_per_minute)
     with contextlib.ExitStack() as stack:
         try:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pressroom-fairness-")))
-            stack.callback(redis.Redis.from_url(BROKER_URL).flushdb)
-            stack.callback(stop_workers)  # runs first: workers go before their Redis db is flushed
+            tmp = scratch(stack, "pressroom-fairness-")
             t = time.monotonic()
             long_talk = make_talk(tmp / f"talk-{args.long_minutes}min.m4a", 60 * args.long_minutes)
             print(f"long talk: {args.long_minutes} min, {long_talk.stat().st_size / 1e6:.1f} MB, made in "

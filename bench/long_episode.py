@@ -63,6 +63,18 @@ def make_talk(path: Path, seconds: int) -> Path:
     return path
 
 
+def scratch(stack: contextlib.ExitStack, prefix: str) -> Path:
+    """A benchmark's set-up: Ctrl-C and SIGTERM unwind it; a temp dir that goes at the end, after the workers
+    have stopped and then db 14 is flushed."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
+    redis.Redis.from_url(BROKER_URL).ping()
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    stack.callback(redis.Redis.from_url(BROKER_URL).flushdb)
+    stack.callback(stop_workers)  # runs first: workers go before their Redis db is flushed
+    return tmp
+
+
 def token_counter() -> tuple[Callable[[str], float], str]:
     try:
         import tiktoken  # type: ignore[import-not-found,unused-ignore]
@@ -279,19 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--s3", action="store_true", help="store artifacts in moto S3, not a temp dir")
     args = parser.parse_args(argv)
     ks = [int(k) for k in args.workers.split(",") if k.strip()]
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     from workers.providers.simulator import SimulatorConfig, running_simulator
 
-    redis.Redis.from_url(BROKER_URL).ping()
     config = SimulatorConfig(latency=args.llm_latency, llm_tokens_per_second=args.llm_tokens_per_second,
                              transcribe_seconds_per_audio_minute=args.transcribe_seconds_per_minute,
                              translation_ratio=args.translation_ratio)
     with contextlib.ExitStack() as stack:
         try:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pressroom-long-")))
-            stack.callback(redis.Redis.from_url(BROKER_URL).flushdb)
-            stack.callback(stop_workers)  # runs first: workers go before their Redis db is flushed
+            tmp = scratch(stack, "pressroom-long-")
             t = time.monotonic()
             audio = make_talk(tmp / f"talk-{args.minutes}min.m4a", 60 * args.minutes)
             print(f"talk: {args.minutes} min, {audio.stat().st_size / 1e6:.1f} MB, made in "

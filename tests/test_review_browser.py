@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import io
 import json
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from schemas.pipeline import Step
 from tests.conftest import make_audio
 from tests.harness import serve_asgi
 from tests.pipeline_checks import chinese_paragraphs
+from tests.test_publishing import git
 from workers import keys
 from workers.app import create_app
 from workers.dashboard.api import create_api
@@ -40,12 +40,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "review"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def git(*args: str) -> str:
-    result = subprocess.run(["git", *args], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 @pytest.fixture()
